@@ -1,0 +1,52 @@
+# Set-up and everyday commands. Needs only Python 3.11, pip and make: uv is installed into
+# .tools/ when it is not already on PATH, and everything else comes from requirements.lock.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export PKPI_DATA_DIR ?= $(CURDIR)/data
+export PKPI_REFERENCE_DIR ?= $(CURDIR)/seeds
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export NO_COLOR := 1
+DEMO_LOGICAL_DATE ?= 2026-04-06
+
+.PHONY: setup demo test lock docs clean airflow-init
+setup: $(VENV)/.installed
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
+	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# Re-resolve the pinned versions after changing dependencies in pyproject.toml.
+lock: | $(UV)
+	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements.lock
+
+airflow-init: setup
+	@mkdir -p $(AIRFLOW_HOME)
+	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+
+# Writes the synthetic sample returns, then runs one monthly cycle through Airflow.
+demo: airflow-init
+	$(BIN)/pkpi demo --returns-only
+	$(BIN)/airflow dags test partnership_monthly $(DEMO_LOGICAL_DATE) > $(AIRFLOW_HOME)/demo-run.log 2>&1 \
+	  || (tail -n 80 $(AIRFLOW_HOME)/demo-run.log; exit 1)
+	$(BIN)/pkpi demo --summary
+
+test: setup
+	$(BIN)/python -m pytest
+
+docs: setup
+	$(BIN)/pkpi docs
+
+clean:
+	rm -rf data .airflow dbt_project/target dbt_project/logs dbt_project/dbt_packages

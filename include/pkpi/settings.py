@@ -1,0 +1,154 @@
+"""One typed settings object, read from the environment once.
+
+Every part of the system (command line, Airflow tasks, tests) builds a :class:`Settings` with
+:meth:`Settings.from_env` and passes it down, so there are no scattered ``os.environ`` look-ups.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+"""The repository root (``include/pkpi`` sits two levels below it)."""
+
+SMTP_SECURITY_MODES = ("none", "starttls", "ssl")
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value the platform cannot use."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}.") from exc
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """How scorecards and partner notices are sent. No host means: write .eml files to outbox/."""
+
+    host: str | None = None
+    port: int = 25
+    security: str = "none"  # none | starttls | ssl
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sender: str = "Safeguarding Partnership Data Team <data@partnership.example>"
+    timeout_seconds: int = 30
+    retries: int = 3
+    retry_delay_seconds: float = 2.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where things live and how the platform behaves; see README "Configuration"."""
+
+    data_dir: Path
+    reference_dir: Path
+    smtp: SmtpSettings = SmtpSettings()
+    project_dir: Path = PROJECT_DIR
+    partnership_name: str = "Northamptonshire Safeguarding Children Partnership"
+    disclosure_threshold: int = 5
+    engineer_emails: tuple[str, ...] = ()
+    lock_timeout_seconds: int = 600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read every PKPI_* and SMTP setting from ``env`` (default: the process environment)."""
+        env = os.environ if env is None else env
+        project_dir = Path(env.get("PKPI_PROJECT_DIR") or PROJECT_DIR).resolve()
+        data_dir = Path(env.get("PKPI_DATA_DIR") or project_dir / "data")
+        reference_dir = Path(env.get("PKPI_REFERENCE_DIR") or project_dir / "seeds")
+        security = (env.get("PKPI_SMTP_SECURITY") or "none").strip().lower()
+        if security not in SMTP_SECURITY_MODES:
+            raise SettingsError(
+                f"PKPI_SMTP_SECURITY must be one of {', '.join(SMTP_SECURITY_MODES)}, not {security!r}."
+            )
+        default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
+        smtp = SmtpSettings(
+            host=(env.get("PKPI_SMTP_HOST") or "").strip() or None,
+            port=_int(env, "PKPI_SMTP_PORT", default_port),
+            security=security,
+            user=(env.get("PKPI_SMTP_USER") or "").strip() or None,
+            password=env.get("PKPI_SMTP_PASSWORD") or None,
+            sender=(env.get("PKPI_SMTP_FROM") or "").strip() or SmtpSettings.sender,
+            timeout_seconds=_int(env, "PKPI_SMTP_TIMEOUT", 30),
+            retries=_int(env, "PKPI_SMTP_RETRIES", 3),
+        )
+        threshold = _int(env, "PKPI_DISCLOSURE_THRESHOLD", 5)
+        if threshold < 1:
+            raise SettingsError("PKPI_DISCLOSURE_THRESHOLD must be 1 or more (5 hides counts of 1 to 4).")
+        engineers = tuple(
+            e.strip() for e in (env.get("PKPI_ENGINEER_EMAILS") or "").split(",") if e.strip()
+        )
+        return cls(
+            data_dir=data_dir.resolve(),
+            reference_dir=reference_dir.resolve(),
+            smtp=smtp,
+            project_dir=project_dir,
+            partnership_name=(env.get("PKPI_PARTNERSHIP_NAME") or "").strip() or cls.partnership_name,
+            disclosure_threshold=threshold,
+            engineer_emails=engineers,
+            lock_timeout_seconds=_int(env, "PKPI_LOCK_TIMEOUT", 600),
+        )
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+    # Locations derived from data_dir: one place decides the layout of the data folder.
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.data_dir / "warehouse.lock"
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.data_dir / "landing"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.data_dir / "exports"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+    @property
+    def published_dir(self) -> Path:
+        return self.data_dir / "published"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.project_dir / "dbt_project"
+
+    @property
+    def expectations_dir(self) -> Path:
+        return self.project_dir / "expectations"
