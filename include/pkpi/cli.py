@@ -1,0 +1,232 @@
+"""``pkpi``: the command line the partnership's engineers use (partner-returns.md section 6).
+
+Exit status: 0 when the command did its job (even when returns were rejected: they are
+reported), 2 for a usage error, 1 when the system itself failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from .periods import PeriodError, parse_month
+from .settings import Settings, SettingsError
+
+DEMO_PERIOD = "2026-03"
+
+
+class UsageError(Exception):
+    """The command was called wrongly; exit status 2."""
+
+
+def _month(value: str) -> str:
+    try:
+        return parse_month(value).label
+    except PeriodError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pkpi", description="Safeguarding partnership data platform.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("ingest", help="validate and load every file waiting in landing")
+    sub.add_parser("build", help="build and test the KPI mart, then refresh the published copy")
+    s = sub.add_parser("scorecard", help="produce the scorecard for a month")
+    s.add_argument("--period", required=True, type=_month, help="YYYY-MM")
+    s.add_argument("--send", action="store_true", help="email it (or write it to outbox/ without SMTP)")
+    s.add_argument("--force", action="store_true", help="send again a month already sent")
+    r = sub.add_parser("run", help="ingest, build, scorecard, in that order")
+    r.add_argument("--period", required=True, type=_month, help="YYYY-MM")
+    r.add_argument("--send", action="store_true")
+    r.add_argument("--force", action="store_true")
+    d = sub.add_parser("demo", help="write realistic sample returns and run the whole cycle")
+    d.add_argument("--returns-only", action="store_true", help="only write the sample returns")
+    d.add_argument("--summary", action="store_true", help="only say where the demo's outputs are")
+    t = sub.add_parser("templates", help="write a blank template for every return type")
+    t.add_argument("dir", type=Path)
+    st = sub.add_parser("status", help="which returns are received, late, missing or rejected")
+    st.add_argument("--period", required=True, type=_month, help="YYYY-MM")
+    q = sub.add_parser("query", help="read-only SQL against the published KPI mart")
+    q.add_argument("sql")
+    q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    sub.add_parser("suites", help="write the GX expectation suites derived from the contracts")
+    sub.add_parser("docs", help="write the partner pages and GX suites derived from the contracts")
+    return p
+
+
+def _print_ingest(report) -> None:
+    print(report.summary())
+    for o in report.rejected:
+        print(f"  rejected {o.return_type}/{o.partner_code}/{o.period}/{o.file_name}: {o.message}")
+        print(f"    errors file and report: {o.stored_path.rsplit('/', 1)[0]}/")
+    for o in report.duplicates:
+        print(f"  duplicate {o.return_type}/{o.partner_code}/{o.period}/{o.file_name}: not loaded again")
+
+
+def _print_scorecard(output, settings: Settings) -> None:
+    print(f"scorecard written to {output.directory}")
+
+
+def _print_delivery(result) -> None:
+    print(str(result))
+
+
+def _cmd_ingest(args, settings: Settings) -> int:
+    from .ingest import ingest_landing
+
+    _print_ingest(ingest_landing(settings))
+    return 0
+
+
+def _cmd_build(args, settings: Settings) -> int:
+    from .build import build_mart
+
+    result = build_mart(settings)
+    print(result)
+    return 0
+
+
+def _cmd_scorecard(args, settings: Settings) -> int:
+    from .delivery import deliver_scorecard
+    from .scorecard import produce_scorecard
+
+    output = produce_scorecard(settings, args.period)
+    _print_scorecard(output, settings)
+    if args.send:
+        _print_delivery(deliver_scorecard(settings, args.period, force=args.force))
+    return 0
+
+
+def _cmd_run(args, settings: Settings) -> int:
+    from .cycle import run_cycle
+
+    result = run_cycle(settings, args.period, send=args.send, force=args.force)
+    _print_ingest(result.ingest)
+    _print_scorecard(result.scorecard, settings)
+    if result.delivery is not None:
+        _print_delivery(result.delivery)
+    return 0
+
+
+def _demo_summary(settings: Settings) -> None:
+    from .status import format_states, return_states
+
+    folder = settings.exports_dir / DEMO_PERIOD
+    print(f"\nDemo scorecard for {DEMO_PERIOD}: {folder}")
+    for name in ("scorecard.html", "scorecard.csv", "scorecard.pdf", "scorecard.xlsx"):
+        if (folder / name).exists():
+            print(f"  {folder / name}")
+    emails = sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
+    if emails:
+        print(f"Email that would be sent (no SMTP configured): {emails[-1]}")
+    print(f"Quarantined returns: {settings.quarantine_dir}")
+    print(f"\nReturns for {DEMO_PERIOD}:")
+    print(format_states(return_states(settings, DEMO_PERIOD)))
+
+
+def _cmd_demo(args, settings: Settings) -> int:
+    if args.summary:
+        _demo_summary(settings)
+        return 0
+    from .demo import write_sample_returns
+
+    summary = write_sample_returns(settings)
+    print(summary)
+    if args.returns_only:
+        return 0
+    from .cycle import run_cycle
+
+    result = run_cycle(settings, DEMO_PERIOD, send=True)
+    _print_ingest(result.ingest)
+    _demo_summary(settings)
+    return 0
+
+
+def _cmd_templates(args, settings: Settings) -> int:
+    from .templates_gen import write_templates
+
+    for path in write_templates(args.dir):
+        print(path)
+    return 0
+
+
+def _cmd_status(args, settings: Settings) -> int:
+    from .status import format_states, return_states
+
+    print(format_states(return_states(settings, args.period)))
+    return 0
+
+
+def _cmd_query(args, settings: Settings) -> int:
+    import csv
+
+    from .build import query_published
+
+    columns, rows = query_published(settings, args.sql)
+    if args.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return 0
+    text = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in text:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    return 0
+
+
+def _cmd_suites(args, settings: Settings) -> int:
+    from .suites import write_gx_project
+
+    for path in write_gx_project(settings.expectations_dir):
+        print(path)
+    return 0
+
+
+def _cmd_docs(args, settings: Settings) -> int:
+    from .templates_gen import write_partner_docs
+
+    for path in write_partner_docs(settings.project_dir / "docs" / "returns"):
+        print(path)
+    return _cmd_suites(args, settings)
+
+
+COMMANDS = {
+    "ingest": _cmd_ingest, "build": _cmd_build, "scorecard": _cmd_scorecard, "run": _cmd_run,
+    "demo": _cmd_demo, "templates": _cmd_templates, "status": _cmd_status, "query": _cmd_query,
+    "suites": _cmd_suites, "docs": _cmd_docs,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("great_expectations", "dbt", "matplotlib", "fontTools"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"pkpi: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[args.command](args, settings)
+    except (UsageError, PeriodError) as exc:
+        print(f"pkpi: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the system failed: say what, briefly, and exit 1
+        logging.getLogger("pkpi").debug("failure", exc_info=True)
+        print(f"pkpi: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

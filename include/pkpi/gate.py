@@ -1,0 +1,327 @@
+"""The gate: decides whether one partner file is an acceptable return, and says why not.
+
+Checks run in the order a partner would fix them: the file's place in landing (return type,
+partner, period), whether it can be read at all, its header, and then every cell and row
+through the Great Expectations suites derived from the contract (see :mod:`pkpi.suites`).
+The gate never writes anything; :mod:`pkpi.ingest` acts on its verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+
+import pandas as pd
+
+from .contracts import Contract, get_contract, looks_like_identifier, return_types
+from .periods import Period, PeriodError, parse_period
+from .reading import FileProblem, TextTable, read_table
+from .reference import Reference
+from .suites import build_suites, reference_parameter
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a safeguarding system
+
+log = logging.getLogger(__name__)
+
+MAX_SHOWN_VALUE = 80
+IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file: a line of the errors file."""
+
+    rule: str
+    message: str
+    row: int | None = None
+    column: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class ReturnKey:
+    """Which return a landing file claims to be, from its folder names."""
+
+    return_type: str | None
+    partner_code: str | None
+    period: str | None
+
+
+@dataclass
+class Verdict:
+    """The gate's decision on one file."""
+
+    key: ReturnKey
+    problems: list[Problem] = field(default_factory=list)
+    rows: pd.DataFrame | None = None  # typed rows ready to load, when accepted
+    row_count: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problems
+
+    @property
+    def is_nil(self) -> bool:
+        return self.accepted and self.row_count == 0
+
+
+def _canonical_partner(reference: Reference, code: str) -> str | None:
+    """The directory's spelling of a partner code, matched ignoring case; None when unknown."""
+    for partner in reference.partners:
+        if partner.code.lower() == code.lower():
+            return partner.code
+    return None
+
+
+def reference_codes(reference: Reference, table: str, column: str) -> dict[str, str]:
+    """A reference list's codes keyed by their lower-case form (codes match ignoring case)."""
+    return {str(getattr(row, column)).lower(): str(getattr(row, column)) for row in getattr(reference, table)}
+
+
+def is_in_progress(path: Path) -> bool:
+    """Uploads still being written, editor lock files and hidden files are left alone."""
+    name = path.name
+    return name.startswith((".", "~$")) or name.lower().endswith(IN_PROGRESS_SUFFIXES)
+
+
+def locate(path: Path, landing_dir: Path, reference: Reference) -> tuple[ReturnKey, Period | None, list[Problem]]:
+    """Read return type, partner and period from a file's place under landing/ and check them."""
+    parts = PurePosixPath(path.relative_to(landing_dir).as_posix()).parts
+    layout = "landing/<return_type>/<partner_code>/<period>/<file>.csv"
+    if len(parts) != 4:
+        key = ReturnKey(*(list(parts[:-1]) + [None, None, None])[:3])
+        return key, None, [Problem(
+            "path_layout",
+            f"The file is not in the agreed folder layout {layout}. Move it into the folder for "
+            "its return type, partner and period.",
+        )]
+    rt_raw, partner_raw, period_raw, _ = parts
+    rt = rt_raw.strip().lower()
+    problems: list[Problem] = []
+    partner = _canonical_partner(reference, partner_raw.strip())
+    key = ReturnKey(rt if rt in return_types() else rt_raw, partner or partner_raw, period_raw)
+    if rt not in return_types():
+        problems.append(Problem(
+            "return_type_known",
+            f"'{rt_raw}' is not a return type. Use one of: {', '.join(return_types())}.",
+        ))
+        return key, None, problems
+    contract = get_contract(rt)
+    period: Period | None = None
+    try:
+        period = parse_period(period_raw, contract.period_kind)
+    except PeriodError as exc:
+        problems.append(Problem("period_format", f"{exc} ({rt} returns are "
+                                f"{'monthly' if contract.period_kind == 'month' else 'by financial year'}.)"))
+    if partner is None:
+        problems.append(Problem(
+            "partner_known",
+            f"'{partner_raw}' is not a partner code in the partner directory. Check the folder "
+            "name against the code the partnership gave you.",
+        ))
+    elif period is not None and not reference.partner_active(partner, period.start, period.end):
+        problems.append(Problem(
+            "partner_active",
+            f"Partner {partner} is not active in the partnership for {period.label}. Check the "
+            "period, or ask the partnership to update the partner directory.",
+        ))
+    return key, period, problems
+
+
+def _header_problems(table: TextTable, contract: Contract) -> tuple[dict[str, int], list[Problem]]:
+    """Map contract columns to file columns; name every unknown, duplicate or missing column."""
+    problems: list[Problem] = []
+    positions: dict[str, int] = {}
+    known = set(contract.column_names)
+    for index, raw_name in enumerate(table.header):
+        name = raw_name.strip().lower()
+        if not name:
+            if any(row[index] is not None for row in table.rows):
+                problems.append(Problem("header_blank", f"Column {index + 1} has values but no "
+                                        "header. Give it its contract name or delete it.", row=1))
+            continue
+        if name in positions:
+            problems.append(Problem("header_duplicate", f"The column '{raw_name}' appears more "
+                                    "than once. Keep one.", row=1, column=name))
+        elif name in known:
+            positions[name] = index
+        elif looks_like_identifier(name):
+            # The header is the partner's own text and names no child; values are never shown.
+            problems.append(Problem(
+                "column_identifier",
+                f"The column '{raw_name}' looks like a direct identifier (a name, NHS number, date "
+                "of birth, address, postcode, phone or email). The warehouse does not accept "
+                "identifiers: delete the column and send the file again.",
+                row=1, column=raw_name,
+            ))
+        else:
+            problems.append(Problem(
+                "column_unknown",
+                f"The column '{raw_name}' is not in the {contract.return_type} contract. Delete it "
+                f"or rename it; the columns are: {', '.join(contract.column_names)}.",
+                row=1, column=raw_name,
+            ))
+    for c in contract.columns:
+        if c.required and c.name not in positions:
+            problems.append(Problem("column_missing", f"The required column '{c.name}' is "
+                                    "missing. Add it (see the blank template).", row=1, column=c.name))
+    return positions, problems
+
+
+def _normalise_date(text: pd.Series) -> pd.Series:
+    """DD/MM/YYYY -> YYYY-MM-DD where it is a real date; everything else left as written."""
+    uk = text.str.fullmatch(r"\d{2}/\d{2}/\d{4}", na=False)
+    if uk.any():
+        parsed = pd.to_datetime(text[uk], format="%d/%m/%Y", errors="coerce")
+        text = text.copy()
+        ok = parsed.notna()
+        text.loc[parsed.index[ok]] = parsed[ok].dt.strftime("%Y-%m-%d")
+    return text
+
+
+def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
+            reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The original text, the normalised text (values suite) and typed values (ranges suite)."""
+    columns = {}
+    for c in contract.columns:
+        idx = positions.get(c.name)
+        columns[c.name] = [row[idx] for row in table.rows] if idx is not None else [None] * len(table.rows)
+    original = pd.DataFrame(columns, dtype=object)
+    text = original.copy()
+    typed = pd.DataFrame(index=original.index)
+    for c in contract.columns:
+        series = original[c.name]
+        present = series.notna()
+        if c.type == "enum":
+            text[c.name] = series.where(~present, series.str.lower())
+        elif c.reference:
+            lookup = reference_codes(reference, *c.reference)
+            lowered = series.str.lower()
+            text[c.name] = series.where(~present, lowered.map(lookup).fillna(series))
+        if c.type == "date":
+            text[c.name] = _normalise_date(series)
+            typed[c.name] = pd.to_datetime(text[c.name], format="%Y-%m-%d", errors="coerce")
+        elif c.type in ("integer", "decimal"):
+            typed[c.name] = pd.to_numeric(series, errors="coerce").astype("float64")
+        else:
+            typed[c.name] = text[c.name]
+    return original, text, typed
+
+
+@lru_cache(maxsize=1)
+def _gx() -> "_GxRunner":
+    return _GxRunner()
+
+
+class _GxRunner:
+    """One ephemeral GX context per process, with each contract's suites registered once."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = self.context.data_sources.add_pandas("partner_returns").add_dataframe_asset("return")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_file")
+        self.definitions: dict[str, object] = {}
+        for rt in return_types():
+            for suite in build_suites(get_contract(rt)):
+                suite = self.context.suites.add(suite)
+                self.definitions[suite.name] = self.context.validation_definitions.add(
+                    gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite)
+                )
+
+    def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
+        result = self.definitions[suite_name].run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": None},
+        )
+        return list(result.results)
+
+
+def _shown(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return None
+    text = str(value)
+    return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE] + f"... ({len(text)} characters)"
+
+
+def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]) -> list[Problem]:
+    problems: list[Problem] = []
+    for r in results:
+        meta = r.expectation_config.meta or {}
+        if r.exception_info and r.exception_info.get("raised_exception"):
+            raise RuntimeError(
+                f"The gate could not evaluate rule {meta.get('rule')} on {meta.get('column')}: "
+                f"{r.exception_info.get('exception_message')}"
+            )
+        if r.success:
+            continue
+        column = meta.get("column")
+        for index in r.result.get("unexpected_index_list") or []:
+            value = original.at[index, column] if column in original.columns else None
+            problems.append(Problem(meta["rule"], meta["message"], row=source_rows[index],
+                                    column=column, value=_shown(value)))
+    return problems
+
+
+def _typed_rows(contract: Contract, text: pd.DataFrame, typed: pd.DataFrame,
+                source_rows: list[int]) -> pd.DataFrame:
+    out = pd.DataFrame({"source_row": pd.Series(source_rows, dtype="int32")})
+    for c in contract.columns:
+        if c.type == "date":
+            out[c.name] = typed[c.name].dt.date.astype(object).where(typed[c.name].notna(), None)
+        elif c.type == "integer":
+            out[c.name] = typed[c.name].astype("Int32")
+        elif c.type == "decimal":
+            out[c.name] = typed[c.name]
+        else:
+            out[c.name] = text[c.name].astype(object)
+    return out
+
+
+def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
+          today: date | None = None) -> Verdict:
+    """The gate's verdict on one landing file: accepted with typed rows, or its problems."""
+    today = today or date.today()
+    key, period, problems = locate(path, landing_dir, reference)
+    verdict = Verdict(key=key, problems=problems)
+    if problems or period is None:
+        return verdict
+    contract = get_contract(key.return_type)
+    try:
+        table = read_table(path, content, sheet_hint=contract.return_type)
+    except FileProblem as exc:
+        verdict.problems.append(Problem(exc.rule, exc.message, row=exc.row))
+        return verdict
+    verdict.notes.extend(table.notes)
+    positions, header_problems = _header_problems(table, contract)
+    if header_problems:
+        verdict.problems.extend(header_problems)
+        return verdict
+    original, text, typed = _frames(table, contract, positions, reference)
+    parameters = {
+        "period_start": pd.Timestamp(period.start),
+        "period_end": pd.Timestamp(period.end),
+        "today": pd.Timestamp(today),
+    }
+    for c in contract.columns:
+        if c.reference:
+            parameters[reference_parameter(*c.reference)] = sorted(reference_codes(reference, *c.reference).values())
+    values_suite, ranges_suite = f"{contract.return_type}.values", f"{contract.return_type}.ranges"
+    runner = _gx()
+    problems = _problems_from(runner.run(values_suite, text, parameters), original, table.source_rows)
+    problems += _problems_from(runner.run(ranges_suite, typed, parameters), original, table.source_rows)
+    problems.sort(key=lambda p: (p.row or 0, p.column or "", p.rule))
+    verdict.problems = problems
+    verdict.row_count = len(table.rows)
+    if not problems:
+        verdict.rows = _typed_rows(contract, text, typed, table.source_rows)
+    return verdict
