@@ -166,7 +166,10 @@ def build_suites(contract: Contract) -> tuple[gx.ExpectationSuite, gx.Expectatio
 
 
 def suite_documents() -> dict[str, dict]:
-    """Every suite as the JSON document GX stores, keyed by file name (ids stripped)."""
+    """Every suite as the JSON document GX stores, keyed by its path in the store (ids stripped).
+
+    GX's file store keeps ``contacts.values`` as ``contacts/values.json``.
+    """
     docs: dict[str, dict] = {}
     for contract in load_contracts().values():
         for suite in build_suites(contract):
@@ -175,7 +178,7 @@ def suite_documents() -> dict[str, dict]:
             for exp in doc["expectations"]:
                 exp.pop("id", None)
             doc["meta"] = {k: v for k, v in doc["meta"].items() if k != "great_expectations_version"}
-            docs[f"{suite.name}.json"] = doc
+            docs["/".join(suite.name.split(".")) + ".json"] = doc
     return docs
 
 
@@ -186,6 +189,7 @@ def write_gx_project(expectations_dir: Path) -> list[Path]:
     written = []
     for name, doc in suite_documents().items():
         path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         written.append(path)
     return written
