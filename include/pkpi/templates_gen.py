@@ -114,6 +114,7 @@ def contract_markdown(contract: Contract) -> str:
             extras.append("not in the future")
         if c.reference:
             extras.append(f"a code from {c.reference[0]}.csv")
+        extras = [e for e in extras if e.lower() not in c.description.lower()]
         rule = c.description + (f" ({'; '.join(extras)})" if extras else "")
         lines.append(f"| {c.name}{star} | {c.type_phrase()} | {rule} |")
     if contract.rules:
