@@ -24,7 +24,7 @@ import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -160,9 +160,10 @@ def ingest_file(settings: Settings, path: Path, reference: Reference,
     content = path.read_bytes()
     stat = path.stat()
     checksum = hashlib.sha256(content).hexdigest()
-    received_at = datetime.fromtimestamp(stat.st_mtime)
+    # Audit times are UTC; received is when the upload finished (the file's modification time).
+    received_at = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None)
     verdict = judge(path, content, settings.landing_dir, reference, today=today)
-    validated_at = datetime.now()
+    validated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     load_id = f"{validated_at:%Y%m%dT%H%M%S%f}-{checksum[:10]}"
     key = verdict.key
     base = dict(
@@ -207,10 +208,9 @@ def ingest_file(settings: Settings, path: Path, reference: Reference,
 
     problems = verdict.problems
     folder = _folder(settings.quarantine_dir, verdict, load_id)
-    stored = _relative(folder / path.name, settings.data_dir)
     report = report_html(file_name=path.name, return_type=key.return_type, partner_code=key.partner_code,
                          period=key.period, problems=problems, received_at=received_at, load_id=load_id)
-    write_quarantine(folder, path.name, content, problems, report)
+    stored = _relative(write_quarantine(folder, path.name, content, problems, report), settings.data_dir)
     summary = audit_message(problems)
     with connect(settings) as con:
         _audit(con, base, status="rejected", row_count=verdict.row_count, is_nil=False,
