@@ -1,0 +1,150 @@
+"""Email the month's scorecard to the distribution list (or write it to the outbox).
+
+:func:`deliver_scorecard` builds the message from the files :func:`pkpi.scorecard.produce_scorecard`
+wrote for the month (producing them first if they are missing), so what is emailed is exactly
+what was exported, already through disclosure control:
+
+    multipart/mixed
+      multipart/alternative
+        text/plain                      the headline figures as text
+        multipart/related
+          text/html                     the headline figures, RAG by word and symbol
+          image/png (Content-ID) ...    the trend charts, shown inline
+      application/pdf                   scorecard-<YYYY-MM>.pdf
+      application/vnd...sheet           scorecard-<YYYY-MM>.xlsx
+
+It goes to the active rows of distribution_list.csv through :func:`pkpi.mailer.deliver` with
+kind ``scorecard`` and the month as idempotency key: a month already sent is not sent again
+unless ``force`` is true.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formataddr
+from pathlib import Path
+
+from . import mailer
+from .periods import parse_month
+from .reference import load_reference
+from .scorecard import export_dir, produce_scorecard
+from .settings import Settings
+
+KIND = "scorecard"
+XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+
+
+class DeliveryError(RuntimeError):
+    """The scorecard email cannot be put together; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What happened to one month's scorecard email."""
+
+    period: str
+    outcome: mailer.DeliveryOutcome
+    directory: Path
+
+    @property
+    def status(self) -> str:
+        """'sent', 'outbox' or 'skipped' (already delivered; use force to send again)."""
+        return self.outcome.status
+
+    @property
+    def subject(self) -> str:
+        return self.outcome.subject
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.outcome.recipients
+
+    @property
+    def skipped(self) -> bool:
+        return self.outcome.skipped
+
+    def __str__(self) -> str:
+        return f"Scorecard for {self.period}: {self.outcome}"
+
+
+def _recipients(settings: Settings) -> list[str]:
+    active = load_reference(settings).active_recipients
+    if not active:
+        raise DeliveryError(
+            f"distribution_list.csv in {settings.reference_dir} has no active recipients, so the "
+            "scorecard has no one to go to. Set active to true for at least one row and run again."
+        )
+    return [formataddr((r.name, r.email)) for r in active]
+
+
+def _manifest(settings: Settings, period: str) -> tuple[Path, dict]:
+    """The month's export folder and manifest, producing the scorecard first if files are missing."""
+    folder = export_dir(settings, period)
+    manifest_path = folder / "manifest.json"
+
+    def complete() -> bool:
+        if not manifest_path.is_file():
+            return False
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        needed = [manifest["email"]["html"], manifest["email"]["text"], *manifest["attachments"]]
+        needed += [c["file"] for c in manifest["charts"]]
+        return all((folder / name).is_file() for name in needed)
+
+    if not complete():
+        produce_scorecard(settings, period)
+    return folder, json.loads(manifest_path.read_text(encoding="utf-8"))
+
+
+def build_message(settings: Settings, period: str, recipients: list[str]) -> EmailMessage:
+    """The scorecard email for ``period`` from its exported files (see the module docstring)."""
+    folder, manifest = _manifest(settings, period)
+    message = EmailMessage()
+    message["Subject"] = manifest["subject"]
+    message["From"] = settings.smtp.sender
+    message["To"] = ", ".join(recipients)
+    message.set_content((folder / manifest["email"]["text"]).read_text(encoding="utf-8"))
+    message.add_alternative((folder / manifest["email"]["html"]).read_text(encoding="utf-8"), subtype="html")
+    html_part = message.get_payload()[1]
+    for chart in manifest["charts"]:
+        path = folder / chart["file"]
+        html_part.add_related(
+            path.read_bytes(), maintype="image", subtype="png", cid=f"<{chart['cid']}>",
+            filename=path.name, disposition="inline",
+        )
+    stem = f"scorecard-{manifest['period']}"
+    message.add_attachment((folder / "scorecard.pdf").read_bytes(), maintype="application",
+                           subtype="pdf", filename=f"{stem}.pdf")
+    message.add_attachment((folder / "scorecard.xlsx").read_bytes(), maintype=XLSX_TYPE[0],
+                           subtype=XLSX_TYPE[1], filename=f"{stem}.xlsx")
+    return message
+
+
+def deliver_scorecard(settings: Settings, period: str, force: bool = False) -> DeliveryResult:
+    """Email the scorecard for ``period`` to the active distribution list, once.
+
+    Without SMTP settings the email is written to the outbox instead. A month already sent
+    (or written to the outbox) is skipped unless ``force`` is true. Raises
+    :class:`pkpi.mailer.MailDeliveryError` when the mail server refuses or cannot be reached
+    (recorded as 'failed' in audit.emails first).
+    """
+    period = parse_month(period).label
+    folder = export_dir(settings, period)
+    if not force:
+        before = mailer.previous_delivery(settings, KIND, period)
+        if before is not None:
+            # Answer from the ledger without rebuilding anything.
+            outcome = mailer.DeliveryOutcome(
+                status="skipped", kind=KIND, idempotency_key=period,
+                recipients=tuple(a.strip() for a in before.recipients.split(",") if a.strip()),
+                subject=before.subject, message_id=before.message_id, email_id=before.email_id,
+                detail=(
+                    f"already {before.status} on {before.created_at:%Y-%m-%d %H:%M} UTC "
+                    f"(email {before.email_id}); use --force to send it again"
+                ),
+            )
+            return DeliveryResult(period, outcome, folder)
+    message = build_message(settings, period, _recipients(settings))
+    outcome = mailer.deliver(settings, message, kind=KIND, idempotency_key=period, period=period, force=force)
+    return DeliveryResult(period, outcome, folder)

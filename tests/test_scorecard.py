@@ -1,0 +1,173 @@
+"""The scorecard files for a month, read back the way their users read them."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import openpyxl
+import pytest
+from pypdf import PdfReader
+
+from pkpi.scorecard import ScorecardError, build_scorecard, produce_scorecard
+from pkpi.warehouse import initialise
+from support.mart_fixture import (
+    CATALOGUE, MISSING_RETURN, NOT_ON_SCORECARD, PERIOD, REJECTED_RETURN, build_mart, make_settings,
+)
+
+# kpi-mart.md section 5, written out independently of the code.
+SPEC_COLUMNS = [
+    "period", "kpi_code", "kpi_name", "theme", "unit", "value", "fytd_value",
+    "previous_month_value", "same_month_last_year_value", "target", "polarity", "rag", "trend",
+    "provisional", "suppressed",
+]
+SCORECARD_KPIS = [c[0] for c in CATALOGUE if c[0] not in NOT_ON_SCORECARD]
+
+
+@pytest.fixture(scope="module")
+def produced(tmp_path_factory):
+    """One produced scorecard shared by the read-only tests of this module."""
+    settings = make_settings(tmp_path_factory.mktemp("scorecard"))
+    build_mart(settings)
+    return settings, produce_scorecard(settings, PERIOD)
+
+
+def test_every_file_is_written_to_the_months_export_folder(produced):
+    settings, output = produced
+    folder = settings.data_dir / "exports" / PERIOD
+    assert output.directory == folder
+    for name in ("scorecard.html", "scorecard.pdf", "scorecard.xlsx", "scorecard.csv"):
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0
+    charts = sorted(p.name for p in (folder / "charts").glob("*.png"))
+    assert charts == sorted([f"trend-{k.lower()}.png" for k in SCORECARD_KPIS] + ["child-deaths-by-year.png"])
+    for chart in output.charts:
+        assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_html_is_self_contained_and_readable_on_a_phone(produced):
+    _, output = produced
+    html = output.html.read_text(encoding="utf-8")
+    links = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", html, flags=re.I)
+    assert links, "expected the charts to be embedded"
+    for link in links:
+        assert link.startswith(("data:image/png;base64,", "#", "mailto:")), link
+    assert not re.search(r"https?://", re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html))
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+    # Nothing is fixed wider than a 375px phone screen; images scale down.
+    fixed = [int(w) for w in re.findall(r"(?<![-\w])width:\s*(\d+)px", html)]
+    assert all(w <= 375 for w in fixed), fixed
+    for img in re.findall(r"<img[^>]*>", html):
+        assert "width:100%" in img and "height:auto" in img and 'alt="' in img
+
+
+def test_html_shows_rag_by_word_and_symbol_and_names_what_is_provisional(produced):
+    _, output = produced
+    html = output.html.read_text(encoding="utf-8")
+    for word in ("✔ Green", "▲ Amber", "✖ Red", "○ Grey"):
+        assert word in html
+    provisional = html[html.index('id="provisional"'):html.index('id="summary"')]
+    assert "Provisional figures" in provisional
+    assert f"{MISSING_RETURN[2]}: missing" in provisional
+    assert f"{REJECTED_RETURN[2]}: rejected" in provisional
+    assert "Multi-agency training return" in provisional  # the return is named, not just coded
+    assert "(provisional)" in html
+    # Hidden figures carry a footnote saying why.
+    assert 'href="#note-1"' in html and 'id="note-1"' in html
+    assert "shown as &lt;5" in html
+
+
+def test_csv_has_the_mart_columns_after_disclosure_control(produced):
+    _, output = produced
+    with output.csv.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert reader.fieldnames == SPEC_COLUMNS
+    assert [r["kpi_code"] for r in rows] == SCORECARD_KPIS
+    by_code = {r["kpi_code"]: r for r in rows}
+    assert all(r["period"] == PERIOD and r["provisional"] == "true" for r in rows)
+    assert by_code["CON_CONTACTS"]["value"] == "391"
+    assert by_code["CDN_NOTIFICATIONS"]["value"] == "<5"
+    assert by_code["CDN_NOTIFICATIONS"]["fytd_value"] == "71"
+    assert by_code["CDN_NOTIFICATIONS"]["rag"] == "grey" and by_code["CDN_NOTIFICATIONS"]["trend"] == "n/a"
+    assert by_code["RET_ON_TIME_PCT"]["rag"] == "red" and float(by_code["RET_ON_TIME_PCT"]["value"]) == 40.0
+    assert float(by_code["FIN_CONTRIBUTIONS_GBP"]["fytd_value"]) == 1234567.89
+
+
+def test_xlsx_has_a_summary_and_a_sheet_per_theme_with_real_numbers(produced):
+    _, output = produced
+    wb = openpyxl.load_workbook(output.xlsx)
+    assert wb.sheetnames == ["Summary", "Contacts", "Training", "Child deaths", "Finance", "Return compliance"]
+    summary = wb["Summary"]
+    header_row = next(r for r in summary.iter_rows() if r[0].value == "Theme")
+    headers = [c.value for c in header_row]
+    rows = {r[1].value: r for r in summary.iter_rows(min_row=header_row[0].row + 1) if r[1].value}
+    value_col = headers.index("This month")
+    contacts = rows["CON_CONTACTS"][value_col]
+    assert contacts.value == 391 and isinstance(contacts.value, (int, float))
+    assert contacts.number_format == "#,##0"
+    conversion = rows["CON_CONVERSION_PCT"][value_col]
+    assert isinstance(conversion.value, float) and "%" in conversion.number_format
+    finance = rows["FIN_CONTRIBUTIONS_GBP"][headers.index("Year to date (2025-26)")]
+    assert finance.value == pytest.approx(1234567.89) and "£" in finance.number_format
+    assert rows["CDN_NOTIFICATIONS"][value_col].value == "<5"
+    assert rows["CDN_NOTIFICATIONS"][headers.index("RAG")].value == "○ Grey"
+    contacts_sheet = wb["Contacts"]
+    series = [r for r in contacts_sheet.iter_rows(min_row=2, values_only=True) if r[0] == "CON_CONTACTS"]
+    assert len(series) == 14  # 13 months and the year to date
+    assert all(isinstance(r[4], (int, float)) for r in series)
+
+
+def test_pdf_is_a4_with_the_same_content_and_the_charts(produced):
+    _, output = produced
+    reader = PdfReader(output.pdf)
+    width, height = float(reader.pages[0].mediabox.width), float(reader.pages[0].mediabox.height)
+    assert (round(width), round(height)) == (595, 842)  # A4 in points
+    text = "\n".join(p.extract_text() for p in reader.pages)
+    assert "Partnership scorecard: March 2026" in text
+    assert "Provisional figures" in text and MISSING_RETURN[2] in text
+    for word in ("Green", "Amber", "Red", "Grey"):
+        assert word in text
+    for row in CATALOGUE:
+        if row[0] not in NOT_ON_SCORECARD:
+            assert row[1].split()[0] in text
+    images = sum(len(p.images) for p in reader.pages)
+    assert images == len(output.charts)
+
+
+def test_rerunning_overwrites_the_same_files(tmp_path):
+    settings = make_settings(tmp_path)
+    build_mart(settings)
+    first = produce_scorecard(settings, PERIOD)
+    before = sorted(p.relative_to(first.directory) for p in first.directory.rglob("*") if p.is_file())
+    csv_before = first.csv.read_text()
+    (first.directory / "charts" / "trend-old_kpi.png").write_bytes(b"stale")  # a KPI since dropped
+    second = produce_scorecard(settings, PERIOD)
+    after = sorted(p.relative_to(second.directory) for p in second.directory.rglob("*") if p.is_file())
+    assert after == before
+    assert second.csv.read_text() == csv_before
+    assert not list(second.directory.glob(".*.tmp"))
+
+
+def test_a_complete_month_is_not_provisional(tmp_path):
+    settings = make_settings(tmp_path)
+    build_mart(settings)
+    scorecard = build_scorecard(settings, "2026-02")
+    assert not scorecard.provisional and scorecard.gaps == ()
+    output = produce_scorecard(settings, "2026-02")
+    assert 'id="provisional"' not in output.html.read_text()
+    assert "(provisional)" not in output.subject
+
+
+def test_clear_errors_when_there_is_nothing_to_report(tmp_path):
+    settings = make_settings(tmp_path)
+    with pytest.raises(ScorecardError, match="pkpi ingest"):
+        produce_scorecard(settings, PERIOD)  # no warehouse at all
+    initialise(settings)
+    with pytest.raises(ScorecardError, match="pkpi build"):
+        produce_scorecard(settings, PERIOD)  # returns loaded, mart never built
+    build_mart(settings)
+    with pytest.raises(ScorecardError, match="no scorecard rows for 2026-05") as err:
+        produce_scorecard(settings, "2026-05")
+    assert "latest month in the mart is 2026-03" in str(err.value)
+    assert not (settings.exports_dir / "2026-05").exists()
