@@ -1,0 +1,60 @@
+-- The version of each return that the mart counts: the latest accepted load for each
+-- (return_type, partner_code, period). A resubmission supersedes the earlier file; the history
+-- stays in audit.loads. "Latest" is by received_at, then validated_at, then load_id, so the
+-- order is total even when two files arrive in the same second.
+{%- set return_types = var('return_types') %}
+
+with accepted as (
+    select *
+    from {{ ref('stg_loads') }}
+    where load_status = 'accepted'
+      and return_type in {{ sql_list(return_types.keys()) }}
+),
+
+typed as (
+    select
+        *,
+        case return_type
+            {%- for rt, grain in return_types.items() %}
+            when '{{ rt }}' then '{{ grain }}'
+            {%- endfor %}
+        end as period_grain
+    from accepted
+),
+
+valid as (
+    -- The gate only accepts well-formed periods; this guards the date arithmetic below.
+    select *
+    from typed
+    where (period_grain = 'month' and {{ is_month_label('period') }})
+       or (period_grain = 'financial_year' and {{ is_financial_year_label('period') }})
+),
+
+ranked as (
+    select
+        *,
+        row_number() over (
+            partition by return_type, partner_code, period
+            order by received_at desc, validated_at desc, load_id desc
+        ) as version_rank,
+        count(*) over (partition by return_type, partner_code, period) as accepted_versions
+    from valid
+)
+
+select
+    load_id,
+    return_type,
+    partner_code,
+    period,
+    period_grain,
+    case
+        when period_grain = 'month' then {{ financial_year_label(month_start('period')) }}
+        else period
+    end as financial_year,
+    received_at,
+    validated_at,
+    is_nil,
+    row_count,
+    accepted_versions
+from ranked
+where version_rank = 1

@@ -1,0 +1,477 @@
+"""Build and test the KPI mart with dbt, then publish its aggregate tables.
+
+:func:`build_mart` runs ``dbt build`` (seeds, models, data tests and unit tests) in-process on
+the project in ``dbt_project/``, holding the warehouse's exclusive lock for the whole run, and
+raises :class:`BuildFailed` naming every failing node. The reference folder
+(``settings.reference_dir``) reaches dbt as the environment variable ``PKPI_REFERENCE_DIR``,
+which the ``reference_files`` source reads with DuckDB's read_csv (not as dbt seeds: dbt would
+write its run SQL over seed files given by an absolute path); the warehouse file as
+``PKPI_WAREHOUSE``, which ``profiles.yml`` reads. dbt's target/ and logs/ go under
+``$PKPI_DATA_DIR/dbt`` because the project folder may be read-only in production.
+
+:func:`publish` then writes ``$PKPI_DATA_DIR/published/kpi_mart.duckdb`` and Parquet copies in
+``published/parquet/``: the aggregate tables only (never a record-level fact), each file written
+under a temporary name and renamed into place so readers never see half a copy. Published
+figures go through disclosure control (:mod:`pkpi.disclosure`), because the published copy
+leaves the warehouse; the mart itself keeps every figure exactly.
+
+:func:`query_published` is the read-only query behind ``pkpi query``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+
+from .periods import parse_month
+from .settings import Settings
+from .warehouse import initialise, warehouse_lock
+
+log = logging.getLogger(__name__)
+
+PUBLISHED_TABLES = (
+    "kpi_values",
+    "scorecard",
+    "dim_partner",
+    "dim_month",
+    "dim_kpi",
+    "fct_return_submissions",
+)
+"""The mart tables that leave the warehouse: aggregates and dimensions, no record-level rows."""
+
+PUBLISHED_DB_NAME = "kpi_mart.duckdb"
+PUBLISHED_SCHEMA = "mart"
+
+_FAILED_STATUSES = {"error", "fail", "runtime error"}
+# dbt keeps process-wide state (flags, adapters, the DuckDB environment): one build at a time.
+_DBT_IN_PROCESS = threading.Lock()
+
+
+class BuildFailed(RuntimeError):
+    """dbt could not build or test the mart; ``failures`` lists what failed and why."""
+
+    def __init__(self, message: str, failures: Sequence["NodeOutcome"] = (), result: "BuildResult | None" = None):
+        super().__init__(message)
+        self.failures = tuple(failures)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class NodeOutcome:
+    """One node of the dbt run: a seed, model, data test or unit test."""
+
+    unique_id: str
+    resource_type: str
+    status: str
+    message: str | None
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.unique_id.split(".", 2)[-1]
+
+    @property
+    def failed(self) -> bool:
+        return self.status in _FAILED_STATUSES
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What :func:`publish` wrote: the DuckDB copy, the Parquet folder and rows per table."""
+
+    database: Path
+    parquet_dir: Path
+    row_counts: dict[str, int]
+    suppressed_figures: int
+
+    def __str__(self) -> str:
+        tables = ", ".join(f"{t} ({n})" for t, n in self.row_counts.items())
+        return (
+            f"Published {self.database} and {self.parquet_dir}: {tables}; "
+            f"{self.suppressed_figures} figure(s) hidden by disclosure control."
+        )
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """The outcome of :func:`build_mart`."""
+
+    ok: bool
+    seconds: float
+    nodes: tuple[NodeOutcome, ...]
+    target_dir: Path
+    log_dir: Path
+    published: PublishResult | None = None
+    warnings: tuple[NodeOutcome, ...] = field(default=())
+
+    @property
+    def failures(self) -> tuple[NodeOutcome, ...]:
+        return tuple(n for n in self.nodes if n.failed)
+
+    def count(self, resource_type: str) -> int:
+        return sum(1 for n in self.nodes if n.resource_type == resource_type)
+
+    def __str__(self) -> str:
+        parts = [
+            f"{self.count('seed')} seeds",
+            f"{self.count('model')} models",
+            f"{self.count('test')} data tests",
+            f"{self.count('unit_test')} unit tests",
+        ]
+        text = f"Built the KPI mart in {self.seconds:.1f}s: {', '.join(parts)} "
+        text += "all passed." if self.ok and not self.warnings else f"({len(self.failures)} failed, {len(self.warnings)} warnings)."
+        for w in self.warnings:
+            text += f"\n  warning: {w.name}: {w.message}"
+        if self.published is not None:
+            text += f"\n{self.published}"
+        return text
+
+
+# --- running dbt ------------------------------------------------------------------------------
+
+
+def dbt_dirs(settings: Settings) -> tuple[Path, Path]:
+    """Where dbt writes its target/ (artifacts, partial-parse state) and logs/: the data folder."""
+    base = settings.data_dir / "dbt"
+    return base / "target", base / "logs"
+
+
+def dbt_environment(settings: Settings) -> dict[str, str]:
+    """The environment variables the dbt project reads (profiles.yml and dbt_project.yml)."""
+    return {
+        "PKPI_WAREHOUSE": str(settings.warehouse_path),
+        "PKPI_REFERENCE_DIR": str(settings.reference_dir),
+        # No phoning home from a safeguarding data platform.
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "DO_NOT_TRACK": "1",
+    }
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of an in-process dbt run, then restore them.
+
+    dbt reads env_var() from os.environ, so there is no other way to hand them over in-process.
+    """
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _check_reference_dir(settings: Settings) -> None:
+    folder = settings.reference_dir
+    if any(ch in str(folder) for ch in "'{}"):
+        # The path is spliced into read_csv('...') and a str.format template by dbt-duckdb.
+        raise BuildFailed(
+            f"The reference folder path {folder} contains a quote or a brace, which the mart "
+            "build cannot pass to DuckDB. Move the folder (or link it) to a plain path and point "
+            "PKPI_REFERENCE_DIR there."
+        )
+    required = ("partners.csv", "return_schedule.csv", "courses.csv", "population.csv", "kpi_targets.csv")
+    missing = [name for name in required if not (folder / name).is_file()]
+    if missing:
+        raise BuildFailed(
+            f"The reference folder {folder} lacks {', '.join(missing)}, which the mart is built "
+            "from. Point PKPI_REFERENCE_DIR at a folder holding the reference files (copy the "
+            "shipped seeds/ folder as a starting point) and run `pkpi build` again."
+        )
+
+
+def dbt_args(settings: Settings, command: str | Sequence[str] = "build", period: str | None = None,
+             full_refresh: bool = False, extra: Sequence[str] = ()) -> list[str]:
+    """The dbt command line build_mart runs (useful to reproduce a build by hand)."""
+    target_dir, log_dir = dbt_dirs(settings)
+    project = str(settings.dbt_project_dir)
+    args = [
+        *([command] if isinstance(command, str) else command),
+        "--project-dir", project,
+        "--profiles-dir", project,
+        "--target-path", str(target_dir),
+        "--log-path", str(log_dir),
+        "--no-use-colors",
+        "--log-level", "warn",
+        "--log-level-file", "info",
+    ]
+    if period is not None:
+        args += ["--vars", f"{{reporting_month: '{period}'}}"]
+    if full_refresh:
+        args.append("--full-refresh")
+    args += list(extra)
+    return args
+
+
+def _outcomes(run_result) -> tuple[NodeOutcome, ...]:
+    out = []
+    for r in getattr(run_result, "results", None) or ():
+        node = r.node
+        out.append(
+            NodeOutcome(
+                unique_id=node.unique_id,
+                resource_type=str(getattr(node, "resource_type", "")),
+                status=str(r.status),
+                message=r.message,
+                seconds=float(r.execution_time or 0.0),
+            )
+        )
+    return tuple(out)
+
+
+def _failure_message(failures: Sequence[NodeOutcome], skipped: int, log_dir: Path) -> str:
+    lines = [f"The KPI mart build failed: {len(failures)} node(s) failed"
+             + (f" and {skipped} were skipped because of them" if skipped else "") + ":"]
+    for f in failures:
+        lines.append(f"  - {f.resource_type} {f.name}: {f.status}: {(f.message or '').strip()}")
+    lines.append(
+        "Nothing was published: published/ still holds the last good build. "
+        f"See {log_dir / 'dbt.log'} for the SQL that failed, fix the cause (often a reference "
+        "file; a failing test names the rule its rows broke), then run `pkpi build` again."
+    )
+    return "\n".join(lines)
+
+
+def run_dbt(settings: Settings, args: Sequence[str]):
+    """Invoke dbt in-process with the project's environment; returns dbt's runner result.
+
+    The caller holds the warehouse lock. Only one dbt invocation runs per process at a time.
+    """
+    from dbt.cli.main import dbtRunner  # imported late: dbt is slow to import
+
+    target_dir, log_dir = dbt_dirs(settings)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with _DBT_IN_PROCESS, _environment(dbt_environment(settings)):
+        try:
+            return dbtRunner().invoke(list(args))
+        finally:
+            _release_dbt_database()
+
+
+def _release_dbt_database() -> None:
+    """Make sure dbt-duckdb has closed the warehouse file before anyone else in this process
+    opens it (DuckDB refuses a second open of one file with a different configuration).
+
+    profiles.yml sets keep_open: false, which normally suffices; this covers a run that ended
+    in an error before dbt closed its connections.
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # pragma: no cover - dbt-duckdb is a hard dependency
+        return
+    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    if env is not None:
+        try:
+            env.close()
+        finally:
+            DuckDBConnectionManager._ENV = None
+
+
+def build_mart(settings: Settings, period: str | None = None, full_refresh: bool = False,
+               publish_after: bool = True) -> BuildResult:
+    """Build and test the KPI mart (``dbt build``), then publish the aggregate tables.
+
+    ``period`` (``YYYY-MM``) makes sure that month is in the mart even before any of its returns
+    arrive, so they show as missing. ``full_refresh`` rebuilds the incremental record-level
+    facts from scratch. Holds the warehouse's exclusive lock while dbt runs; raises
+    :class:`BuildFailed`, listing every failing node, when anything fails.
+    """
+    if period is not None:
+        parse_month(period)
+    _check_reference_dir(settings)
+    target_dir, log_dir = dbt_dirs(settings)
+    initialise(settings)  # raw and audit must exist before dbt reads them as sources
+    started = time.monotonic()
+    with warehouse_lock(settings, exclusive=True):
+        log.info("Building the KPI mart in %s with reference data from %s", settings.warehouse_path, settings.reference_dir)
+        outcome = run_dbt(settings, dbt_args(settings, "build", period=period, full_refresh=full_refresh))
+    seconds = time.monotonic() - started
+    nodes = _outcomes(outcome.result)
+    failures = [n for n in nodes if n.failed]
+    warnings = tuple(n for n in nodes if n.status == "warn")
+    result = BuildResult(
+        ok=outcome.success and not failures,
+        seconds=seconds,
+        nodes=nodes,
+        target_dir=target_dir,
+        log_dir=log_dir,
+        warnings=warnings,
+    )
+    if outcome.exception is not None:
+        raise BuildFailed(
+            "dbt could not run the KPI mart build: "
+            f"{str(outcome.exception).strip()}\nSee {log_dir / 'dbt.log'}; fix the project or the "
+            "reference files it names, then run `pkpi build` again.",
+            result=result,
+        )
+    if not result.ok:
+        skipped = sum(1 for n in nodes if n.status == "skipped")
+        raise BuildFailed(_failure_message(failures, skipped, log_dir), failures, result)
+    log.info("KPI mart built: %d nodes in %.1fs", len(nodes), seconds)
+    if publish_after:
+        result = replace(result, published=publish(settings))
+    return result
+
+
+def check_freshness(settings: Settings) -> tuple[NodeOutcome, ...]:
+    """Run ``dbt source freshness``: how recently each return type was last accepted.
+
+    Returns one outcome per source (status pass, warn or error against the thresholds in
+    models/staging/_sources.yml); does not raise on stale sources, since that is information
+    for the engineers rather than a broken build.
+    """
+    _check_reference_dir(settings)
+    initialise(settings)
+    with warehouse_lock(settings, exclusive=True):
+        outcome = run_dbt(settings, dbt_args(settings, ("source", "freshness")))
+    if outcome.exception is not None:
+        raise BuildFailed(f"dbt could not check source freshness: {outcome.exception}")
+    return _outcomes(outcome.result)
+
+
+# --- publishing -------------------------------------------------------------------------------
+
+
+def published_path(settings: Settings) -> Path:
+    return settings.published_dir / PUBLISHED_DB_NAME
+
+
+def _replace_atomically(temporary: Path, final: Path) -> None:
+    """Move a finished file or folder into place in one rename (same filesystem)."""
+    if temporary.is_dir():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if final.exists():
+            final.rename(old)
+        temporary.rename(final)
+        if old.exists():
+            shutil.rmtree(old)
+    else:
+        os.replace(temporary, final)
+
+
+def publish(settings: Settings) -> PublishResult:
+    """Write the published copy of the mart: aggregate tables only, disclosure-controlled.
+
+    ``published/kpi_mart.duckdb`` holds schema ``mart`` with the tables in
+    :data:`PUBLISHED_TABLES`; ``published/parquet/<table>.parquet`` the same tables. Each is
+    written under a temporary name and renamed into place, so a reader sees the old copy or
+    the new one, never half of one.
+    """
+    if not settings.warehouse_path.exists():
+        raise FileNotFoundError(
+            f"There is no warehouse at {settings.warehouse_path} yet: run `pkpi ingest` and `pkpi build` first."
+        )
+    out_dir = settings.published_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final_db = published_path(settings)
+    temp_db = out_dir / f".{PUBLISHED_DB_NAME}.{os.getpid()}.tmp"
+    temp_parquet = out_dir / f".parquet.{os.getpid()}.tmp"
+    temporaries = (temp_db, temp_db.with_name(temp_db.name + ".wal"), temp_parquet)
+    _remove(temporaries)
+    try:
+        counts, suppressed = _write_publication(settings, temp_db, temp_parquet)
+        _replace_atomically(temp_db, final_db)
+        _replace_atomically(temp_parquet, out_dir / "parquet")
+    finally:
+        _remove(temporaries)  # only left over when something failed
+    result = PublishResult(final_db, out_dir / "parquet", counts, suppressed)
+    log.info("%s", result)
+    return result
+
+
+def _write_publication(settings: Settings, temp_db: Path, temp_parquet: Path) -> tuple[dict[str, int], int]:
+    """Copy the published tables into a new DuckDB file, control them, export Parquet."""
+    from .publishing import apply_disclosure_control
+
+    temp_parquet.mkdir()
+    counts: dict[str, int] = {}
+    pub = duckdb.connect(str(temp_db))
+    try:
+        pub.execute(f"create schema {PUBLISHED_SCHEMA}")
+        # Copy straight from the warehouse, attached read-only under the shared lock, so types
+        # survive exactly and no record-level table is ever read.
+        with warehouse_lock(settings, exclusive=False):
+            pub.execute(f"attach {_sql_string(settings.warehouse_path)} as warehouse (read_only)")
+            try:
+                missing = [t for t in PUBLISHED_TABLES if not _has_table(pub, "warehouse", "mart", t)]
+                if missing:
+                    raise BuildFailed(
+                        f"The mart has no {', '.join('mart.' + t for t in missing)} yet, so there "
+                        "is nothing to publish. Run `pkpi build` first."
+                    )
+                for name in PUBLISHED_TABLES:
+                    pub.execute(
+                        f"create table {PUBLISHED_SCHEMA}.{name} as select * from warehouse.mart.{name}"
+                    )
+            finally:
+                pub.execute("detach warehouse")
+        suppressed = apply_disclosure_control(pub, PUBLISHED_SCHEMA, settings.disclosure_threshold)
+        for name in PUBLISHED_TABLES:
+            counts[name] = pub.execute(f"select count(*) from {PUBLISHED_SCHEMA}.{name}").fetchone()[0]
+            target = temp_parquet / f"{name}.parquet"
+            pub.execute(f"copy {PUBLISHED_SCHEMA}.{name} to {_sql_string(target)} (format parquet)")
+        pub.execute("checkpoint")
+    finally:
+        pub.close()
+    return counts, suppressed
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _remove(paths: Sequence[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table: str) -> bool:
+    return bool(
+        con.execute(
+            "select count(*) from information_schema.tables "
+            "where table_catalog = ? and table_schema = ? and table_name = ?",
+            [catalog, schema, table],
+        ).fetchone()[0]
+    )
+
+
+def query_published(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run one read-only query on the published mart; returns (column names, rows).
+
+    Tables can be named with or without their schema (``kpi_values`` or ``mart.kpi_values``).
+    The file is opened read-only, so a query can never change it.
+    """
+    path = published_path(settings)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"There is no published mart at {path} yet: run `pkpi build` (or `pkpi run`) first."
+        )
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        con.execute(f"set search_path = '{PUBLISHED_SCHEMA},main'")
+        cursor = con.execute(sql)
+        if cursor.description is None:
+            return [], []
+        columns = [d[0] for d in cursor.description]
+        return columns, cursor.fetchall()
+    finally:
+        con.close()
