@@ -12,6 +12,7 @@ export PKPI_REFERENCE_DIR ?= $(CURDIR)/seeds
 export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export NO_COLOR := 1
+export GX_ANALYTICS_ENABLED := False
 DEMO_LOGICAL_DATE ?= 2026-04-06
 
 .PHONY: setup demo test lock docs clean airflow-init
@@ -34,6 +35,8 @@ lock: | $(UV)
 airflow-init: setup
 	@mkdir -p $(AIRFLOW_HOME)
 	$(BIN)/airflow db migrate > $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
+	$(BIN)/airflow pools set duckdb_writer 1 "DuckDB warehouse writers (ingest, build, delivery ledger): one at a time" \
+	  >> $(AIRFLOW_HOME)/db-migrate.log 2>&1 || (cat $(AIRFLOW_HOME)/db-migrate.log; exit 1)
 
 # Writes the synthetic sample returns, then runs one monthly cycle through Airflow.
 demo: airflow-init

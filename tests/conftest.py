@@ -15,6 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+# Importing Airflow creates $AIRFLOW_HOME/logs: keep the test session's Airflow home private.
+if "AIRFLOW_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="pkpi-test-airflow-")
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
 
 @pytest.fixture(autouse=True)

@@ -29,7 +29,7 @@ def run_cycle(settings: Settings, period: str, send: bool = False, force: bool =
     from .scorecard import produce_scorecard
 
     report = ingest_landing(settings)
-    build_mart(settings)
+    build_mart(settings, period=period)
     output = produce_scorecard(settings, period)
     delivery = deliver_scorecard(settings, period, force=force) if send else None
     return CycleResult(report, output, delivery)
