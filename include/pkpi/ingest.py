@@ -227,14 +227,14 @@ def _load_rows(con, return_type: str, load_id: str, verdict: Verdict) -> None:
         return
     columns = ", ".join(get_contract(return_type).column_names)
     con.register("incoming_rows", verdict.rows)
-    try:
-        con.execute(
-            f"INSERT INTO raw.{return_type} (load_id, source_row, {columns}) "
-            f"SELECT ?, source_row, {columns} FROM incoming_rows",
-            [load_id],
-        )
-    finally:
-        con.unregister("incoming_rows")
+    con.execute(
+        f"INSERT INTO raw.{return_type} (load_id, source_row, {columns}) "
+        f"SELECT ?, source_row, {columns} FROM incoming_rows",
+        [load_id],
+    )
+    # Only on success: after a failed insert the transaction is aborted and unregister would
+    # raise too, hiding the real error; the caller rolls back and the view dies with the connection.
+    con.unregister("incoming_rows")
 
 
 def _audit(con, base: dict, *, status: str, row_count: int | None, is_nil: bool, stored_path: str,

@@ -86,7 +86,7 @@ def read_table(path: Path, content: bytes, sheet_hint: str) -> TextTable:
 
 
 def _decode(content: bytes) -> tuple[str, str]:
-    if content.startswith(UTF16_BOMS):
+    if content.startswith(UTF16_BOMS) or _looks_like_utf16(content):
         raise FileProblem(
             "encoding",
             "The file is saved as UTF-16 ('Unicode Text'). Save it as 'CSV UTF-8 (Comma "
@@ -116,6 +116,15 @@ def _decode(content: bytes) -> tuple[str, str]:
         ) from None
 
 
+def _looks_like_utf16(content: bytes) -> bool:
+    """UTF-16 saved without a byte order mark: ASCII text with a NUL beside every character."""
+    sample = content[:4096]
+    if len(sample) < 4:
+        return False
+    even, odd = sample[0::2], sample[1::2]
+    return even.count(0) > 0.9 * len(even) or odd.count(0) > 0.9 * len(odd)
+
+
 def _clean(cell: str | None) -> str | None:
     if cell is None:
         return None
@@ -143,8 +152,11 @@ def _read_csv(content: bytes) -> TextTable:
     if encoding != "utf-8":
         table.notes.append("read as Windows-1252 text; please send CSV UTF-8 in future")
     width = len(header)
+    rows, source_rows = table.rows, table.source_rows
     for index, record in enumerate(body, start=2):
-        if not any(cell.strip() for cell in record):
+        # Inline rather than _clean(): this loop runs once per cell of files of 100,000s of rows.
+        cells = [c.strip() or None for c in record]
+        if not any(cells):
             continue  # spreadsheet programs leave wholly blank lines; they carry nothing
         if len(record) != width:
             raise FileProblem(
@@ -153,8 +165,8 @@ def _read_csv(content: bytes) -> TextTable:
                 "for unquoted commas in values, or a missing value.",
                 row=index,
             )
-        table.rows.append([_clean(c) for c in record])
-        table.source_rows.append(index)
+        rows.append(cells)
+        source_rows.append(index)
     return table
 
 
@@ -187,17 +199,30 @@ def _xlsx_cell_text(value: object) -> str | None:
     return _clean(str(value))
 
 
+def _unreadable_xlsx(exc: Exception) -> FileProblem:
+    return FileProblem(
+        "file_format",
+        f"The file is named .xlsx but cannot be opened as an Excel workbook ({type(exc).__name__}). "
+        "Save it again from Excel as .xlsx, or send CSV UTF-8.",
+    )
+
+
 def _read_xlsx(content: bytes, sheet_hint: str) -> TextTable:
+    # A damaged workbook can fail anywhere in openpyxl (XML parse errors, missing parts,
+    # IndexError on a broken shared-string table), while opening or while reading rows. Any
+    # such failure is the file's problem: it must be quarantined, never stop the ingest run.
+    try:
+        return _read_workbook(content, sheet_hint)
+    except FileProblem:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see above
+        raise _unreadable_xlsx(exc) from None
+
+
+def _read_workbook(content: bytes, sheet_hint: str) -> TextTable:
     from openpyxl import load_workbook  # imported here: CSV-only runs need not pay for it
 
-    try:
-        workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=False)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
-        raise FileProblem(
-            "file_format",
-            f"The file is named .xlsx but cannot be opened as an Excel workbook ({type(exc).__name__}). "
-            "Save it again from Excel as .xlsx, or send CSV UTF-8.",
-        ) from None
+    workbook = load_workbook(io.BytesIO(content), read_only=True, data_only=False)
     try:
         names = {name.lower(): name for name in workbook.sheetnames}
         sheet = workbook[names.get(sheet_hint.lower(), workbook.sheetnames[0])]

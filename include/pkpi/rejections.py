@@ -45,7 +45,8 @@ def errors_csv(problems: list[Problem]) -> str:
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(ERRORS_COLUMNS)
     for p in problems:
-        writer.writerow(["" if p.row is None else p.row, p.column or "", _safe_cell(p.value), p.rule, p.message])
+        # The column can be the partner's own header text, so it is made safe like a value.
+        writer.writerow(["" if p.row is None else p.row, _safe_cell(p.column), _safe_cell(p.value), p.rule, p.message])
     return buffer.getvalue()
 
 
@@ -85,6 +86,9 @@ def write_quarantine(folder: Path, file_name: str, content: bytes, problems: lis
                      report: str) -> Path:
     """Put the original bytes, the errors file and the report side by side; returns the copy."""
     folder.mkdir(parents=True, exist_ok=True)
+    # A partner may send back a file called errors.csv or report.html: keep its bytes apart.
+    if file_name.lower() in ("errors.csv", "report.html"):
+        file_name = f"original-{file_name}"
     original = folder / file_name
     original.write_bytes(content)
     (folder / "errors.csv").write_text(errors_csv(problems), encoding="utf-8", newline="")

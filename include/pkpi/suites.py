@@ -25,9 +25,20 @@ from great_expectations.expectations.row_conditions import Column as Col
 
 from .contracts import Contract, RowRule, load_contracts
 
-ISO_DATE_FORMAT = "%Y-%m-%d"
-INTEGER_REGEX = r"^-?\d+$"
-DECIMAL_REGEX = r"^-?\d+(\.\d+)?$"
+# [0-9], not \d: Python's \d also matches other scripts' digits (such as Arabic-Indic), which
+# would pass the format check and then fail to convert, loading a blank into a required column.
+#
+# A real calendar date written YYYY-MM-DD (zero-padded; 29 February only in leap years; no year
+# 0000). One regular expression rather than GX's strftime expectation: strptime accepts "2025-3-5"
+# and runs in Python once per cell, which made it the slowest rule on large files. The tests
+# check this pattern against the calendar day by day.
+ISO_DATE_REGEX = (
+    r"^(?!0000)(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)$"
+)
+INTEGER_REGEX = r"^-?[0-9]+$"
+DECIMAL_REGEX = r"^-?[0-9]+(?:\.[0-9]+)?$"
 FORMULA_REGEX = r"^[=+\-@]"
 DATE_PARAMS = ("period_start", "period_end", "today")
 
@@ -48,8 +59,8 @@ def _values_expectations(contract: Contract) -> list:
             out.append(gxe.ExpectColumnValuesToNotBeNull(
                 column=n, meta=_meta("required", n, f"{n} is required on every row.")))
         if c.type == "date":
-            out.append(gxe.ExpectColumnValuesToMatchStrftimeFormat(
-                column=n, strftime_format=ISO_DATE_FORMAT,
+            out.append(gxe.ExpectColumnValuesToMatchRegex(
+                column=n, regex=ISO_DATE_REGEX,
                 meta=_meta("type_date", n,
                            f"{n} must be a real date written YYYY-MM-DD or DD/MM/YYYY.")))
         elif c.type == "integer":
@@ -63,7 +74,7 @@ def _values_expectations(contract: Contract) -> list:
                            f"{n} must be a number such as 1234.50, without £ signs or commas.")))
             if c.decimal_places is not None:
                 out.append(gxe.ExpectColumnValuesToMatchRegex(
-                    column=n, regex=rf"^-?\d+(\.\d{{1,{c.decimal_places}}})?$|^(?!-?\d+(\.\d+)?$)",
+                    column=n, regex=rf"^-?[0-9]+(?:\.[0-9]{{1,{c.decimal_places}}})?$|^(?!-?[0-9]+(?:\.[0-9]+)?$)",
                     meta=_meta("decimal_places", n,
                                f"{n} may have at most {c.decimal_places} decimal places.")))
         elif c.type == "enum":
