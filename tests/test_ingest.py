@@ -19,7 +19,7 @@ import pytest
 import pkpi.ingest
 from pkpi.contracts import get_contract
 from pkpi.cli import main
-from pkpi.ingest import ingest_landing
+from pkpi.ingest import IngestIncomplete, ingest_landing
 from pkpi.settings import Settings
 from pkpi.warehouse import connect
 from support.returns import (
@@ -193,9 +193,10 @@ def test_a_failure_half_way_through_a_load_leaves_nothing_and_the_file_waits(set
 
     monkeypatch.setattr(pkpi.ingest, "_load_rows", load_rows)
     monkeypatch.setattr(pkpi.ingest, "_audit", broken_audit)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(IngestIncomplete, match="simulated") as failed:
         ingest_landing(settings, today=TODAY)
 
+    assert isinstance(failed.value.__cause__, OSError)
     assert calls == [4]
     assert raw_rows(settings) == []
     assert audit_rows(settings) == []
@@ -216,8 +217,9 @@ def test_a_raw_table_that_refuses_the_rows_rolls_the_load_back(settings):
         con.execute(ddl.replace("\n)", ",\n  reviewed_by VARCHAR NOT NULL\n)"))
     drop_file(settings.landing_dir, f"{CONTACTS}/march.csv", contacts_v1(), UPLOADED)
 
-    with pytest.raises(duckdb.ConstraintException, match="reviewed_by"):
+    with pytest.raises(IngestIncomplete, match="reviewed_by") as failed:
         ingest_landing(settings, today=TODAY)
+    assert isinstance(failed.value.__cause__, duckdb.ConstraintException)
 
     assert audit_rows(settings) == []
     assert landing_files(settings) != []
@@ -225,6 +227,27 @@ def test_a_raw_table_that_refuses_the_rows_rolls_the_load_back(settings):
         assert con.execute("SELECT count(*) FROM raw.contacts").fetchone()[0] == 0
         con.execute("DROP TABLE raw.contacts")  # repaired: ensure_schema recreates it
     assert [o.status for o in ingest_landing(settings, today=TODAY).outcomes] == ["accepted"]
+
+
+def test_a_system_failure_on_one_file_does_not_stop_the_others(settings, monkeypatch):
+    """The broken file waits in landing; the other partner's file is loaded in the same run."""
+    drop_file(settings.landing_dir, f"{CONTACTS}/march.csv", contacts_v1(), UPLOADED)
+    drop_file(settings.landing_dir, f"child_deaths/ICB/{MONTH}/nil.csv", csv_bytes([HEADERS["child_deaths"]]),
+              UPLOADED + 1)
+    real_load_rows = pkpi.ingest._load_rows
+
+    def load_rows(con, return_type, *args):
+        if return_type == "contacts":
+            raise OSError("disk full (simulated)")
+        real_load_rows(con, return_type, *args)
+
+    monkeypatch.setattr(pkpi.ingest, "_load_rows", load_rows)
+    with pytest.raises(IngestIncomplete) as failed:
+        ingest_landing(settings, today=TODAY)
+    assert [o.status for o in failed.value.report.outcomes] == ["accepted"]
+    assert [p.name for p, _ in failed.value.failures] == ["march.csv"]
+    assert [p.name for p in landing_files(settings)] == ["march.csv"]
+    assert [(r["return_type"], r["status"]) for r in audit_rows(settings)] == [("child_deaths", "accepted")]
 
 
 def test_running_ingest_again_is_harmless(settings):

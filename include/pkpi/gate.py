@@ -223,6 +223,8 @@ class _GxRunner:
     """One ephemeral GX context per process, with each contract's suites registered once."""
 
     def __init__(self) -> None:
+        # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 

@@ -105,17 +105,48 @@ def _ingest_lock(settings: Settings) -> Iterator[None]:
         os.close(fd)
 
 
+class IngestIncomplete(RuntimeError):
+    """Some files could not be processed because the system failed (not because they were bad).
+
+    Every other file was handled; the failed ones stay in landing for the next run. The first
+    failure is chained as ``__cause__``.
+    """
+
+    def __init__(self, report: IngestReport, failures: list[tuple[Path, BaseException]]):
+        self.report = report
+        self.failures = failures
+        names = ", ".join(p.name for p, _ in failures[:5]) + (" ..." if len(failures) > 5 else "")
+        first = failures[0][1]
+        super().__init__(
+            f"{len(failures)} file(s) could not be processed and stay in landing ({names}): "
+            f"{type(first).__name__}: {first}. {report.summary()} otherwise. Fix the cause (see "
+            "the log) and run ingest again."
+        )
+
+
 def ingest_landing(settings: Settings, today: date | None = None) -> IngestReport:
-    """Validate and load every file waiting in landing; returns what happened to each."""
+    """Validate and load every file waiting in landing; returns what happened to each.
+
+    A file that fails for a system reason (a database error, a bug) is left in landing and the
+    run carries on with the others; :class:`IngestIncomplete` is raised at the end.
+    """
     reference = load_reference(settings)
     report = IngestReport()
+    failures: list[tuple[Path, BaseException]] = []
     with _ingest_lock(settings):
         for path in waiting_files(settings):
-            outcome = ingest_file(settings, path, reference, today=today)
+            try:
+                outcome = ingest_file(settings, path, reference, today=today)
+            except Exception as exc:  # one file's failure must not stop the other partners' files
+                log.error("could not process %s: %s: %s", path.name, type(exc).__name__, exc)
+                failures.append((path, exc))
+                continue
             report.outcomes.append(outcome)
             log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
                      outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
     log.info("ingest: %s", report.summary())
+    if failures:
+        raise IngestIncomplete(report, failures) from failures[0][1]
     return report
 
 
