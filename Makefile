@@ -13,7 +13,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export NO_COLOR := 1
 export GX_ANALYTICS_ENABLED := False
-DEMO_LOGICAL_DATE ?= 2026-04-06
+DEMO_LOGICAL_DATE ?= 2026-04-20
 
 .PHONY: setup demo test lock docs clean airflow-init
 setup: $(VENV)/.installed

@@ -57,7 +57,7 @@ def monthly_run(tmp_path_factory):
     summary = write_sample_returns(settings, first_month="2026-01", last_month="2026-03")
     migrate = _run([AIRFLOW, "db", "migrate"], env, timeout=300)
     assert migrate.returncode == 0, migrate.stdout[-4000:]
-    run = _run([AIRFLOW, "dags", "test", "partnership_monthly", "2026-04-06"], env, timeout=900)
+    run = _run([AIRFLOW, "dags", "test", "partnership_monthly", "2026-04-20"], env, timeout=900)
     return settings, summary, run
 
 
