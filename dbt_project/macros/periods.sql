@@ -54,3 +54,9 @@
 {% macro sql_list(values) -%}
     ({%- for v in values -%}'{{ v }}'{%- if not loop.last -%}, {% endif -%}{%- endfor -%})
 {%- endmacro %}
+
+{#- A cell of a reference CSV (read all_varchar): trimmed, and blank read as null, the same way
+    pkpi.reference reads the file, so a stray space in a hand-edited file types cleanly. -#}
+{% macro reference_cell(column) -%}
+    nullif(trim(f.{{ column }}), '')
+{%- endmacro %}

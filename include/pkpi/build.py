@@ -11,11 +11,15 @@ write its run SQL over seed files given by an absolute path); the warehouse file
 
 :func:`publish` then writes ``$PKPI_DATA_DIR/published/kpi_mart.duckdb`` and Parquet copies in
 ``published/parquet/``: the aggregate tables only (never a record-level fact), each file written
-under a temporary name and renamed into place so readers never see half a copy. Published
-figures go through disclosure control (:mod:`pkpi.disclosure`), because the published copy
-leaves the warehouse; the mart itself keeps every figure exactly.
+under a temporary name and renamed into place so readers never see half a copy. The tables are
+in the file's default schema (``select * from kpi_values`` works in the DuckDB command line),
+with a view ``mart.<table>`` beside each, so SQL written against the warehouse works too.
+Published figures go through disclosure control (:mod:`pkpi.publishing`, applying the rules of
+:mod:`pkpi.disclosure`), because the published copy leaves the warehouse; the mart itself keeps
+every figure exactly.
 
-:func:`query_published` is the read-only query behind ``pkpi query``.
+:func:`query_published` is the read-only query behind ``pkpi query``; :func:`generate_docs`
+writes the dbt documentation site behind ``pkpi docs``.
 """
 
 from __future__ import annotations
@@ -49,7 +53,14 @@ PUBLISHED_TABLES = (
 """The mart tables that leave the warehouse: aggregates and dimensions, no record-level rows."""
 
 PUBLISHED_DB_NAME = "kpi_mart.duckdb"
-PUBLISHED_SCHEMA = "mart"
+PUBLISHED_SCHEMA = "main"
+"""Where the published tables live: DuckDB's default schema, so ``select * from kpi_values``
+works straight from the DuckDB command line (``duckdb -readonly kpi_mart.duckdb``)."""
+PUBLISHED_STORAGE_VERSION = "v1.0.0"
+"""The DuckDB storage format of the published file: readable by DuckDB 1.0 and later."""
+WAREHOUSE_SCHEMA_ALIAS = "mart"
+"""The published copy also has a view ``mart.<table>`` for every table, so SQL copied from the
+warehouse (where the tables are ``mart.kpi_values`` and so on) runs unchanged."""
 
 _FAILED_STATUSES = {"error", "fail", "runtime error"}
 # dbt keeps process-wide state (flags, adapters, the DuckDB environment): one build at a time.
@@ -343,6 +354,54 @@ def check_freshness(settings: Settings) -> tuple[NodeOutcome, ...]:
     return _outcomes(outcome.result)
 
 
+# --- documentation ----------------------------------------------------------------------------
+
+
+DOCS_FILES = ("index.html", "manifest.json", "catalog.json")
+
+
+def docs_dir(settings: Settings) -> Path:
+    """Where :func:`generate_docs` puts the documentation site: ``$PKPI_DATA_DIR/dbt/docs``."""
+    return settings.data_dir / "dbt" / "docs"
+
+
+def generate_docs(settings: Settings) -> Path:
+    """Generate the dbt documentation site of the KPI mart; returns the folder holding index.html.
+
+    Runs ``dbt docs generate --static`` in-process under the warehouse's exclusive lock (the
+    catalogue of columns and types is read from the warehouse, so build the mart first for a
+    complete site). The folder gets ``index.html``, dbt's single-file static page with the
+    manifest and catalogue built in (it opens straight from disk, no server needed), plus
+    ``manifest.json`` and ``catalog.json`` for tools that want them. The site is assembled
+    under a temporary name and renamed into place. Raises :class:`BuildFailed` when dbt fails.
+    """
+    _check_reference_dir(settings)
+    target_dir, log_dir = dbt_dirs(settings)
+    initialise(settings)
+    with warehouse_lock(settings, exclusive=True):
+        outcome = run_dbt(settings, dbt_args(settings, ("docs", "generate"), extra=["--static"]))
+    if outcome.exception is not None or not outcome.success:
+        reason = str(outcome.exception).strip() if outcome.exception is not None else "see the log"
+        raise BuildFailed(
+            f"dbt could not generate the documentation site: {reason}\nSee {log_dir / 'dbt.log'}; "
+            "fix the project or the reference files it names, then run `pkpi docs` again."
+        )
+    site = docs_dir(settings)
+    site.parent.mkdir(parents=True, exist_ok=True)
+    temporary = site.with_name(f".docs.{os.getpid()}.tmp")
+    _remove((temporary,))
+    temporary.mkdir()
+    try:
+        shutil.copyfile(target_dir / "static_index.html", temporary / "index.html")
+        for name in DOCS_FILES[1:]:
+            shutil.copyfile(target_dir / name, temporary / name)
+        _replace_atomically(temporary, site)
+    finally:
+        _remove((temporary,))
+    log.info("dbt documentation written to %s", site / "index.html")
+    return site
+
+
 # --- publishing -------------------------------------------------------------------------------
 
 
@@ -368,10 +427,10 @@ def _replace_atomically(temporary: Path, final: Path) -> None:
 def publish(settings: Settings) -> PublishResult:
     """Write the published copy of the mart: aggregate tables only, disclosure-controlled.
 
-    ``published/kpi_mart.duckdb`` holds schema ``mart`` with the tables in
-    :data:`PUBLISHED_TABLES`; ``published/parquet/<table>.parquet`` the same tables. Each is
-    written under a temporary name and renamed into place, so a reader sees the old copy or
-    the new one, never half of one.
+    ``published/kpi_mart.duckdb`` holds the tables in :data:`PUBLISHED_TABLES` in its default
+    schema (``main``), plus a view ``mart.<table>`` for each; ``published/parquet/<table>.parquet``
+    the same tables. Each is written under a temporary name and renamed into place, so a reader
+    sees the old copy or the new one, never half of one.
     """
     if not settings.warehouse_path.exists():
         raise FileNotFoundError(
@@ -401,9 +460,12 @@ def _write_publication(settings: Settings, temp_db: Path, temp_parquet: Path) ->
 
     temp_parquet.mkdir()
     counts: dict[str, int] = {}
-    pub = duckdb.connect(str(temp_db))
+    # Written in the storage format of DuckDB 1.0, so an analyst's DuckDB command line opens it
+    # even when it is older than the library writing the file (Parquet is there for other tools).
+    pub = duckdb.connect()
     try:
-        pub.execute(f"create schema {PUBLISHED_SCHEMA}")
+        pub.execute(f"attach {_sql_string(temp_db)} as publication (storage_version '{PUBLISHED_STORAGE_VERSION}')")
+        pub.execute("use publication")
         # Copy straight from the warehouse, attached read-only under the shared lock, so types
         # survive exactly and no record-level table is ever read.
         with warehouse_lock(settings, exclusive=False):
@@ -422,7 +484,12 @@ def _write_publication(settings: Settings, temp_db: Path, temp_parquet: Path) ->
             finally:
                 pub.execute("detach warehouse")
         suppressed = apply_disclosure_control(pub, PUBLISHED_SCHEMA, settings.disclosure_threshold)
+        # The mart.<table> views, over the finished (disclosure-controlled) tables.
+        pub.execute(f"create schema {WAREHOUSE_SCHEMA_ALIAS}")
         for name in PUBLISHED_TABLES:
+            pub.execute(
+                f"create view {WAREHOUSE_SCHEMA_ALIAS}.{name} as select * from {PUBLISHED_SCHEMA}.{name}"
+            )
             counts[name] = pub.execute(f"select count(*) from {PUBLISHED_SCHEMA}.{name}").fetchone()[0]
             target = temp_parquet / f"{name}.parquet"
             pub.execute(f"copy {PUBLISHED_SCHEMA}.{name} to {_sql_string(target)} (format parquet)")
@@ -457,8 +524,9 @@ def _has_table(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table:
 def query_published(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
     """Run one read-only query on the published mart; returns (column names, rows).
 
-    Tables can be named with or without their schema (``kpi_values`` or ``mart.kpi_values``).
-    The file is opened read-only, so a query can never change it.
+    Tables can be named with or without their schema (``kpi_values`` or ``mart.kpi_values``,
+    the view kept for SQL written against the warehouse). The file is opened read-only, so a
+    query can never change it.
     """
     path = published_path(settings)
     if not path.exists():
@@ -467,7 +535,6 @@ def query_published(settings: Settings, sql: str) -> tuple[list[str], list[tuple
         )
     con = duckdb.connect(str(path), read_only=True)
     try:
-        con.execute(f"set search_path = '{PUBLISHED_SCHEMA},main'")
         cursor = con.execute(sql)
         if cursor.description is None:
             return [], []

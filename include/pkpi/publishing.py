@@ -4,10 +4,11 @@ The mart keeps every figure exactly; ``published/kpi_mart.duckdb`` and its Parqu
 the warehouse, so :func:`apply_disclosure_control` runs the rules of :mod:`pkpi.disclosure` over
 the copy before it is renamed into place (kpi-mart.md section 5):
 
-- primary: in a disclosive row (``kpi_values.disclosive``: every child death KPI, and contacts
-  broken down by sex or ethnicity) a count from 1 to threshold-1 is hidden, and so is a ratio
-  whose numerator or denominator is from 1 to threshold-1;
-- complementary: wherever parts add up to a published total (the values of a breakdown and its
+- primary: in a disclosive row (:func:`pkpi.disclosure.is_disclosive`: a KPI the catalogue
+  marks disclosive, every child death KPI, any breakdown by sex or ethnicity) a count from 1 to
+  threshold-1 is hidden, and so is a ratio whose numerator or denominator is from 1 to
+  threshold-1;
+- complementary: wherever parts add up to a published total (the values of each breakdown and its
   total; the partners and ALL; the months of a financial year and the year), one hidden part
   could be worked out by subtraction, so more parts are hidden
   (:meth:`DisclosureControl.protect_parts`), repeated until nothing changes;
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 import duckdb
 
-from .disclosure import DisclosureControl, Figure, Reason
+from .disclosure import DisclosureControl, Figure, Reason, is_disclosive
 from .periods import shift_month
 
 Key = tuple[str, str, str, str, str, str]  # kpi_code, period_grain, period, partner_code, dimension, dimension_value
@@ -53,22 +54,27 @@ def _control_kpi_values(con, schema: str, control: DisclosureControl) -> dict[Ke
     con.execute(f"alter table {schema}.kpi_values add column suppressed boolean default false")
     con.execute(f"alter table {schema}.kpi_values add column suppression_reason varchar")
     con.execute(f"update {schema}.kpi_values set suppressed = false")
+    # Which rows are disclosive is pkpi.disclosure's rule (the catalogue's flag, child death
+    # KPIs, breakdowns by sex or ethnicity), the same one the scorecard applies; the mart's own
+    # disclosive column is brought into line with it for readers of the copy.
     rows = con.execute(
         f"""
         select v.kpi_code, v.period_grain, v.period, v.partner_code, v.dimension, v.dimension_value,
-               v.numerator, v.denominator, v.value, k.unit, m.financial_year
+               v.numerator, v.denominator, v.value, k.unit, m.financial_year,
+               coalesce(v.disclosive, false) or coalesce(k.disclosive, false) as marked
         from {schema}.kpi_values as v
         inner join {schema}.dim_kpi as k on k.kpi_code = v.kpi_code
         left join {schema}.dim_month as m on v.period_grain = 'month' and m.month = v.period
-        where v.disclosive
         """
     ).fetchall()
     figures: dict[Key, Figure] = {}
     raw: dict[Key, float | None] = {}
     units: dict[Key, str] = {}
     fy_of_month: dict[Key, str | None] = {}
-    for *key, numerator, denominator, value, unit, financial_year in rows:
+    for *key, numerator, denominator, value, unit, financial_year, marked in rows:
         key = tuple(key)
+        if not is_disclosive(key[0], marked, key[4]):
+            continue
         figures[key] = control.figure(value, unit, True, numerator, denominator)
         raw[key] = value
         units[key] = unit
@@ -91,32 +97,55 @@ def _control_kpi_values(con, schema: str, control: DisclosureControl) -> dict[Ke
         if not changed:
             break
 
+    _mark_disclosive(con, schema, list(figures))
     hidden = {k: f.reason for k, f in figures.items() if f.hidden}
     if hidden:
         _mark_hidden(con, schema, hidden)
     return hidden
 
 
+def _mark_disclosive(con, schema: str, keys: list[Key]) -> None:
+    """Set kpi_values.disclosive to exactly the rows disclosure control treated as disclosive."""
+    con.execute(f"update {schema}.kpi_values set disclosive = false")
+    if not keys:
+        return
+    con.execute(
+        "create temporary table disclosive_figures (kpi_code varchar, period_grain varchar, period varchar, "
+        "partner_code varchar, dimension varchar, dimension_value varchar)"
+    )
+    con.executemany("insert into disclosive_figures values (?, ?, ?, ?, ?, ?)", keys)
+    con.execute(
+        f"""
+        update {schema}.kpi_values as v set disclosive = true
+        from disclosive_figures as d
+        where v.kpi_code = d.kpi_code and v.period_grain = d.period_grain and v.period = d.period
+          and v.partner_code = d.partner_code and v.dimension = d.dimension
+          and v.dimension_value = d.dimension_value
+        """
+    )
+    con.execute("drop table disclosive_figures")
+
+
 def _additive_groups(keys: list[Key], fy_of_month: dict[Key, str | None]) -> list[tuple[Key, list[Key]]]:
     """(total, parts) for every way published counts add up."""
     present = set(keys)
-    breakdowns: dict[Key, list[Key]] = defaultdict(list)
+    # Each breakdown adds up to the total on its own (the death types of a month's deaths, and
+    # separately their age bands), so each is its own group: pooling them would let the hidden
+    # parts of one breakdown count towards protecting another.
+    breakdowns: dict[tuple[Key, str], list[Key]] = defaultdict(list)
     partners: dict[Key, list[Key]] = defaultdict(list)
     months: dict[Key, list[Key]] = defaultdict(list)
     for key in keys:
         kpi, grain, period, partner, dimension, value = key
         if dimension != "total":
-            breakdowns[(kpi, grain, period, partner, "total", "total")].append(key)
+            breakdowns[((kpi, grain, period, partner, "total", "total"), dimension)].append(key)
         if partner != "ALL":
             partners[(kpi, grain, period, "ALL", dimension, value)].append(key)
         if grain == "month" and fy_of_month.get(key):
             months[(kpi, "financial_year", fy_of_month[key], partner, dimension, value)].append(key)
-    groups: list[tuple[Key, list[Key]]] = []
-    for collection in (breakdowns, partners, months):
-        for total, parts in collection.items():
-            if total in present and parts:
-                groups.append((total, parts))
-    return groups
+    candidates = [(total, parts) for (total, _), parts in breakdowns.items()]
+    candidates += list(partners.items()) + list(months.items())
+    return [(total, parts) for total, parts in candidates if total in present and parts]
 
 
 def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
@@ -147,14 +176,17 @@ def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
 
 def _control_scorecard(con, schema: str, control: DisclosureControl, hidden: dict[Key, Reason]) -> int:
     con.execute(f"alter table {schema}.scorecard add column suppression_reason varchar")
-    rows = con.execute(
-        f"""
-        select s.period, s.kpi_code, s.unit, s.value_grain, s.financial_year,
-               s.fytd_value, s.fytd_numerator, s.fytd_denominator
-        from {schema}.scorecard as s
-        where s.disclosive
-        """
-    ).fetchall()
+    rows = [
+        r[:-1]
+        for r in con.execute(
+            f"""
+            select s.period, s.kpi_code, s.unit, s.value_grain, s.financial_year,
+                   s.fytd_value, s.fytd_numerator, s.fytd_denominator, coalesce(s.disclosive, false)
+            from {schema}.scorecard as s
+            """
+        ).fetchall()
+        if is_disclosive(r[1], r[-1])
+    ]
     if not rows:
         return 0
     months = dict(con.execute(f"select month, financial_year from {schema}.dim_month").fetchall())

@@ -1,5 +1,5 @@
 -- population.csv from the reference folder, typed.
 select
-    cast(f.financial_year as varchar) as financial_year,
-    cast(f.population_0_17 as integer) as population_0_17
+    cast({{ reference_cell('financial_year') }} as varchar) as financial_year,
+    cast({{ reference_cell('population_0_17') }} as integer) as population_0_17
 from {{ source('reference_files', 'population') }} as f

@@ -1,8 +1,8 @@
 -- return_schedule.csv from the reference folder, typed.
 select
-    cast(f.return_type as varchar) as return_type,
-    cast(f.partner_code as varchar) as partner_code,
-    cast(f.due_days as integer) as due_days,
-    cast(f.active_from as date) as active_from,
-    cast(f.active_to as date) as active_to
+    cast({{ reference_cell('return_type') }} as varchar) as return_type,
+    cast({{ reference_cell('partner_code') }} as varchar) as partner_code,
+    cast({{ reference_cell('due_days') }} as integer) as due_days,
+    cast({{ reference_cell('active_from') }} as date) as active_from,
+    cast({{ reference_cell('active_to') }} as date) as active_to
 from {{ source('reference_files', 'return_schedule') }} as f
