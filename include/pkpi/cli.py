@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("ingest", help="validate and load every file waiting in landing")
-    sub.add_parser("build", help="build and test the KPI mart, then refresh the published copy")
+    b = sub.add_parser("build", help="build and test the KPI mart, then refresh the published copy")
+    b.add_argument("--full-refresh", action="store_true",
+                   help="rebuild the incremental facts from scratch (after a contract change)")
     s = sub.add_parser("scorecard", help="produce the scorecard for a month")
     s.add_argument("--period", required=True, type=_month, help="YYYY-MM")
     s.add_argument("--send", action="store_true", help="email it (or write it to outbox/ without SMTP)")
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("sql")
     q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
     sub.add_parser("suites", help="write the GX expectation suites derived from the contracts")
-    sub.add_parser("docs", help="write the partner pages and GX suites derived from the contracts")
+    sub.add_parser("docs", help="write the partner pages and GX suites from the contracts, and the dbt docs site")
     return p
 
 
@@ -84,7 +86,7 @@ def _cmd_ingest(args, settings: Settings) -> int:
 def _cmd_build(args, settings: Settings) -> int:
     from .build import build_mart
 
-    result = build_mart(settings)
+    result = build_mart(settings, full_refresh=args.full_refresh)
     print(result)
     return 0
 
@@ -192,9 +194,13 @@ def _cmd_suites(args, settings: Settings) -> int:
 def _cmd_docs(args, settings: Settings) -> int:
     from .templates_gen import write_partner_docs
 
+    from .build import generate_docs
+
     for path in write_partner_docs(settings.project_dir / "docs" / "returns"):
         print(path)
-    return _cmd_suites(args, settings)
+    _cmd_suites(args, settings)
+    print(f"dbt docs site: {generate_docs(settings) / 'index.html'}")
+    return 0
 
 
 COMMANDS = {
