@@ -102,7 +102,9 @@ def settings(tmp_path):
 
 
 def _standalone(token: str, text: str) -> bool:
-    """True when ``token`` appears as a number of its own (not inside 13, 2025, 3.5 or 3px)."""
+    """True when ``token`` appears as a number of its own (not inside 13, 2025, 3.5 or 3px),
+    leaving out footnote references ("note 3", "[3]")."""
+    text = re.sub(r"\bnote \d+|\[\d+\]", " ", text, flags=re.I)
     return re.search(rf"(?<![\w.,£-]){re.escape(token)}(?![\w.,%])", text) is not None
 
 

@@ -102,12 +102,15 @@ def test_xlsx_has_a_summary_and_a_sheet_per_theme_with_real_numbers(produced):
     header_row = next(r for r in summary.iter_rows() if r[0].value == "Theme")
     headers = [c.value for c in header_row]
     rows = {r[1].value: r for r in summary.iter_rows(min_row=header_row[0].row + 1) if r[1].value}
-    value_col = headers.index("This month")
+    value_col = headers.index(f"This month ({PERIOD})")
     contacts = rows["CON_CONTACTS"][value_col]
     assert contacts.value == 391 and isinstance(contacts.value, (int, float))
     assert contacts.number_format == "#,##0"
+    # A percentage is an Excel percentage: the fraction, shown with a % format.
     conversion = rows["CON_CONVERSION_PCT"][value_col]
-    assert isinstance(conversion.value, float) and "%" in conversion.number_format
+    assert isinstance(conversion.value, float) and conversion.number_format == "0.0%"
+    csv_rows = {r["kpi_code"]: r for r in csv.DictReader(output.csv.read_text().splitlines())}
+    assert conversion.value == pytest.approx(float(csv_rows["CON_CONVERSION_PCT"]["value"]) / 100)
     finance = rows["FIN_CONTRIBUTIONS_GBP"][headers.index("Year to date (2025-26)")]
     assert finance.value == pytest.approx(1234567.89) and "£" in finance.number_format
     assert rows["CDN_NOTIFICATIONS"][value_col].value == "<5"

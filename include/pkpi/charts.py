@@ -1,8 +1,12 @@
 """Scorecard charts (PNG, matplotlib's Agg backend: no display needed).
 
 Charts are drawn from the disclosure-controlled model only: a hidden figure has no number, so
-it is simply not plotted, and the chart says beneath it which points are not shown and why.
-Axis limits come from the plotted points, so they cannot hint at a hidden one either.
+it is simply not plotted; its month is shaded, and the chart's caption (``ChartFile.caption``,
+printed beneath it in the HTML, email and PDF) says which points are not shown and why. Axis
+limits come from the plotted points, so they cannot hint at a hidden one either.
+
+Charts are drawn small in inches with ordinary text sizes, so that shrunk to a phone's width
+the labels stay readable.
 """
 
 from __future__ import annotations
@@ -30,8 +34,12 @@ LINE_COLOUR = "#0072B2"
 TARGET_COLOUR = "#555555"
 DEATH_TYPE_COLOURS = {"expected": "#0072B2", "unexpected": "#D55E00", "not_known": "#999999"}
 DEATH_TYPE_LABELS = {"expected": "Expected", "unexpected": "Unexpected", "not_known": "Not known"}
-SIZE_INCHES = (6.4, 3.4)
-DPI = 110
+# Drawn small in inches with normal-sized text, so the text stays readable when the image is
+# shrunk to a phone's width (about 340 CSS pixels); the DPI keeps it sharp on phone screens.
+SIZE_INCHES = (4.4, 2.9)
+DPI = 150
+FONT = {"title": 10, "tick": 8.5, "label": 9, "legend": 8, "note": 7.5}
+HIDDEN_BAND = "#e8e8e8"
 CHILD_DEATHS_CHART = "child-deaths-by-year.png"
 
 
@@ -46,17 +54,31 @@ class ChartFile:
     alt: str
     plotted: tuple[tuple[str, float], ...]
     not_shown: tuple[str, ...]
+    caption: str = ""  # which points are not shown and why (note numbers), as text
+
+    @property
+    def caption_lines(self) -> list[str]:
+        return [line for line in self.caption.split("\n") if line]
 
     @property
     def name(self) -> str:
         return self.path.name
 
 
+def _compact_gbp(v: float, _pos=None) -> str:
+    """Axis labels short enough for a phone: £850k, £1.2m."""
+    if abs(v) >= 1_000_000:
+        return f"£{v / 1_000_000:,.1f}m".replace(".0m", "m")
+    if abs(v) >= 1_000:
+        return f"£{v / 1_000:,.0f}k"
+    return f"£{v:,.0f}"
+
+
 def _axis_formatter(unit: str) -> FuncFormatter:
     if unit == "percent":
         return FuncFormatter(lambda v, _: f"{v:.0f}%")
     if unit == "gbp":
-        return FuncFormatter(lambda v, _: f"£{v:,.0f}")
+        return FuncFormatter(_compact_gbp)
     return FuncFormatter(lambda v, _: f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}")
 
 
@@ -72,19 +94,46 @@ def _save(fig, path: Path) -> None:
 
 
 def _notes_text(scorecard: "Scorecard", hidden: list[tuple[str, Figure]], missing: list[str]) -> str:
+    """Which points are not shown (with their note numbers) and which have no figure."""
     lines = []
     by_note: dict[int, list[str]] = {}
     for label, figure in hidden:
         by_note.setdefault(scorecard.note_number(figure) or 0, []).append(label)
     for number, labels in sorted(by_note.items()):
-        lines += textwrap.wrap(f"Not shown (see note {number}): {', '.join(labels)}", width=150)
+        lines.append(f"Not shown (note {number}): {', '.join(labels)}.")
     if missing:
-        lines.append(f"No figures: {', '.join(missing)}")
+        lines.append(f"No figure: {', '.join(missing)}.")
     return "\n".join(lines)
 
 
+def _style(ax, title: str) -> None:
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", alpha=0.3)
+    ax.tick_params(axis="both", labelsize=FONT["tick"])
+    ax.set_title(textwrap.fill(title, width=52), fontsize=FONT["title"], loc="left", fontweight="bold")
+
+
+def _footer(fig, hidden: bool, missing: bool) -> float:
+    """A one-line key under the plot; the full list is the chart's caption. Returns its height."""
+    parts = []
+    if hidden:
+        parts.append("shaded: figure not shown (see the notes)")
+    if missing:
+        parts.append("gap: no figure")
+    if not parts:
+        return 0.0
+    text = "; ".join(parts)
+    fig.text(0.01, 0.01, text[:1].upper() + text[1:], fontsize=FONT["note"], color=TARGET_COLOUR, va="bottom")
+    return 0.07
+
+
 def trend_chart(scorecard: "Scorecard", row: "ScorecardRow", path: Path) -> ChartFile:
-    """The KPI over 13 months (or five financial years for annual KPIs); hidden points omitted."""
+    """The KPI over 13 months (or five financial years for annual KPIs); hidden points omitted.
+
+    A hidden point is not plotted: its month is shaded instead, so the gap is explained
+    without hinting at the figure.
+    """
+    monthly = row.series_grain == "month"
     labels = [p.label for p in row.series]
     ys = [p.figure.value if p.figure.value is not None else math.nan for p in row.series]
     plotted = [(p.label, p.figure.value) for p in row.series if p.figure.value is not None]
@@ -93,41 +142,45 @@ def trend_chart(scorecard: "Scorecard", row: "ScorecardRow", path: Path) -> Char
 
     fig, ax = plt.subplots(figsize=SIZE_INCHES)
     xs = list(range(len(labels)))
-    ax.plot(xs, ys, color=LINE_COLOUR, marker="o", linewidth=2, markersize=4)
+    for i, point in enumerate(row.series):
+        if point.figure.hidden:
+            ax.axvspan(i - 0.45, i + 0.45, color=HIDDEN_BAND, linewidth=0, zorder=0)
+    ax.plot(xs, ys, color=LINE_COLOUR, marker="o", linewidth=2, markersize=3.5, zorder=3)
     if row.target.value is not None:
-        ax.axhline(row.target.value, color=TARGET_COLOUR, linestyle="--", linewidth=1)
-        ax.annotate(
-            f"Target {row.target.text}", xy=(0, row.target.value), xytext=(0, 4),
-            textcoords="offset points", fontsize=8, color=TARGET_COLOUR,
-            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1, "alpha": 0.8},
-        )
+        ax.axhline(row.target.value, color=TARGET_COLOUR, linestyle="--", linewidth=1,
+                   label=f"Target {row.target.text}" + (f" ({scorecard.financial_year})" if not monthly else ""),
+                   zorder=2)
+        ax.legend(fontsize=FONT["legend"], frameon=False, loc="lower left", handlelength=1.8)
     if plotted and not math.isnan(ys[-1]):
         # Label the latest point only: the reporting month (or year), the figure in the table.
         ax.annotate(
-            format_value(ys[-1], row.unit), xy=(xs[-1], ys[-1]), xytext=(0, 7),
-            textcoords="offset points", ha="center", fontsize=9, fontweight="bold",
+            format_value(ys[-1], row.unit), xy=(xs[-1], ys[-1]), xytext=(0, 6),
+            textcoords="offset points", ha="right", fontsize=FONT["label"], fontweight="bold", zorder=4,
         )
     elif not plotted:
-        ax.text(0.5, 0.5, "No figures can be shown for this period", transform=ax.transAxes,
-                ha="center", va="center", fontsize=10, color=TARGET_COLOUR)
+        ax.text(0.5, 0.5, "No figures can be shown", transform=ax.transAxes,
+                ha="center", va="center", fontsize=FONT["label"], color=TARGET_COLOUR)
         ax.set_yticks([])
     tops = [v for _, v in plotted] + ([row.target.value] if row.target.value is not None else [])
     if tops and min(tops) >= 0:
         # From zero, with headroom for the labels; limits come from shown figures only.
-        ax.set_ylim(0, max(max(tops) * 1.18, 1))
-    ax.set_xticks(xs, labels, rotation=45 if row.series_grain == "month" else 0, fontsize=8)
-    ax.set_xlim(-0.5, len(xs) - 0.5)  # room for the first and last labels
+        top = max(max(tops) * 1.2, 1)
+        if row.unit == "percent" and max(tops) <= 100:
+            top = min(top, 112)  # a percentage axis need not run far past 100%
+        ax.set_ylim(0, top)
+    if monthly:
+        # "Mar" over "25": thirteen labels fit across a phone screen without turning them.
+        tick_labels = [label.replace(" ", "\n") for label in labels]
+    else:
+        tick_labels = labels
+    ax.set_xticks(xs, tick_labels)
+    ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.yaxis.set_major_formatter(_axis_formatter(row.unit))
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=row.unit == "count"))
-    ax.tick_params(axis="y", labelsize=8)
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="y", alpha=0.3)
-    span = "13 months" if row.series_grain == "month" else "five financial years"
-    ax.set_title(textwrap.fill(f"{row.kpi_name}: last {span}", width=80), fontsize=10, loc="left")
-    notes = _notes_text(scorecard, hidden, missing)
-    if notes:
-        fig.text(0.01, 0.01, notes, fontsize=7, color=TARGET_COLOUR, va="bottom")
-    fig.tight_layout(rect=(0, 0.06 * (notes.count("\n") + 1) if notes else 0, 1, 1))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=row.unit == "count"))
+    span = "13 months" if monthly else "five financial years"
+    _style(ax, f"{row.kpi_name}: last {span}")
+    bottom = _footer(fig, bool(hidden), bool(missing))
+    fig.tight_layout(rect=(0, bottom, 1, 1), pad=0.6)
     _save(fig, path)
 
     shown_text = ", ".join(f"{label} {format_value(v, row.unit)}" for label, v in plotted) or "no figures"
@@ -140,6 +193,7 @@ def trend_chart(scorecard: "Scorecard", row: "ScorecardRow", path: Path) -> Char
         + (f" {len(hidden)} figure(s) not shown." if hidden else ""),
         plotted=tuple(plotted),
         not_shown=tuple(label for label, _ in hidden),
+        caption=_notes_text(scorecard, hidden, missing),
     )
 
 
@@ -166,11 +220,11 @@ def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ..
             if figure.value is not None:
                 plotted.append((f"{year.financial_year} {death_type}", figure.value))
         bars = ax.bar(xs, heights, bottom=bottoms, color=DEATH_TYPE_COLOURS[death_type],
-                      label=DEATH_TYPE_LABELS[death_type], width=0.6)
+                      label=DEATH_TYPE_LABELS[death_type], width=0.62)
         for bar, h, b in zip(bars, heights, bottoms):
             if h > 0:
                 ax.text(bar.get_x() + bar.get_width() / 2, b + h / 2, format_value(h, "count"),
-                        ha="center", va="center", fontsize=8, color="white", fontweight="bold")
+                        ha="center", va="center", fontsize=FONT["label"], color="white", fontweight="bold")
         bottoms = [b + h for b, h in zip(bottoms, heights)]
     totals_only = [(i, y) for i, y in enumerate(years) if y.has_data and not y.split_shown]
     if any(y.total.value is not None for _, y in totals_only):
@@ -179,30 +233,25 @@ def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ..
             if year.total.value is None:
                 continue
             ax.bar([i], [year.total.value], color="#d9d9d9", edgecolor="#6f777b", hatch="//",
-                   width=0.6, label=label)
+                   width=0.62, label=label)
             label = None
             ax.text(i, year.total.value / 2, format_value(year.total.value, "count"), ha="center",
-                    va="center", fontsize=8, fontweight="bold", color="#0b0c0c")
+                    va="center", fontsize=FONT["label"], fontweight="bold", color="#0b0c0c",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.5})
             plotted.append((f"{year.financial_year} total", year.total.value))
             bottoms[i] = year.total.value
     for i, year in enumerate(years):
         if not year.has_data:
-            ax.text(i, 0, "no data", ha="center", va="bottom", fontsize=8, color=TARGET_COLOUR)
+            ax.text(i, 0, "no data", ha="center", va="bottom", fontsize=FONT["note"], color=TARGET_COLOUR)
         elif year.total.hidden:
-            ax.text(i, 0, "not shown", ha="center", va="bottom", fontsize=8, color=TARGET_COLOUR)
+            ax.text(i, 0, "not shown", ha="center", va="bottom", fontsize=FONT["note"], color=TARGET_COLOUR)
             hidden.append((f"{year.label} total", year.total))
-    ax.set_xticks(xs, [y.label for y in years], fontsize=8)
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set_ylim(bottom=0, top=max(max(bottoms) * 1.25, 1))
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, frameon=False, ncols=4, loc="upper left")
-    ax.set_title("Child death notifications by financial year", fontsize=10, loc="left")
-    notes = _notes_text(scorecard, hidden, [])
-    if notes:
-        fig.text(0.01, 0.01, notes, fontsize=7, color=TARGET_COLOUR, va="bottom", wrap=True)
-    fig.tight_layout(rect=(0, 0.05 * (notes.count("\n") + 1) if notes else 0, 1, 1))
+    ax.set_xticks(xs, [y.label.replace(" (", "\n(") for y in years])
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    ax.set_ylim(bottom=0, top=max(max(bottoms) * 1.45, 1))  # headroom for the legend
+    ax.legend(fontsize=FONT["legend"], frameon=False, ncols=2, loc="upper left")
+    _style(ax, "Child death notifications by financial year")
+    fig.tight_layout(pad=0.6)
     _save(fig, path)
 
     def describe(year: "ChildDeathYear") -> str:
@@ -212,6 +261,12 @@ def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ..
             )
         return f"{year.label}: {year.total.text} in total, split by type not shown"
 
+    caption = _notes_text(scorecard, hidden, [])
+    if totals_only:
+        caption = "\n".join(filter(None, [
+            "Hatched bars: the year's total only; its split by type is not shown (see the notes).",
+            caption,
+        ]))
     return ChartFile(
         path=path,
         cid=f"{path.stem}.{scorecard.period}@pkpi.scorecard",
@@ -222,6 +277,7 @@ def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ..
         + ".",
         plotted=tuple(plotted),
         not_shown=tuple(label for label, _ in hidden),
+        caption=caption,
     )
 
 

@@ -33,7 +33,10 @@ from .scorecard import export_dir, produce_scorecard
 from .settings import Settings
 
 KIND = "scorecard"
-XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+ATTACHMENT_TYPES = {
+    ".pdf": ("application", "pdf"),
+    ".xlsx": ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+}
 
 
 class DeliveryError(RuntimeError):
@@ -88,7 +91,10 @@ def _manifest(settings: Settings, period: str) -> tuple[Path, dict]:
         if not manifest_path.is_file():
             return False
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        needed = [manifest["email"]["html"], manifest["email"]["text"], *manifest["attachments"]]
+        attachments = manifest.get("attachments", [])
+        if not all(isinstance(a, dict) for a in attachments):
+            return False  # written by an older version: produce the month again
+        needed = [manifest["email"]["html"], manifest["email"]["text"], *(a["file"] for a in attachments)]
         needed += [c["file"] for c in manifest["charts"]]
         return all((folder / name).is_file() for name in needed)
 
@@ -113,11 +119,10 @@ def build_message(settings: Settings, period: str, recipients: list[str]) -> Ema
             path.read_bytes(), maintype="image", subtype="png", cid=f"<{chart['cid']}>",
             filename=path.name, disposition="inline",
         )
-    stem = f"scorecard-{manifest['period']}"
-    message.add_attachment((folder / "scorecard.pdf").read_bytes(), maintype="application",
-                           subtype="pdf", filename=f"{stem}.pdf")
-    message.add_attachment((folder / "scorecard.xlsx").read_bytes(), maintype=XLSX_TYPE[0],
-                           subtype=XLSX_TYPE[1], filename=f"{stem}.xlsx")
+    for attachment in manifest["attachments"]:
+        maintype, subtype = ATTACHMENT_TYPES[Path(attachment["file"]).suffix]
+        message.add_attachment((folder / attachment["file"]).read_bytes(), maintype=maintype,
+                               subtype=subtype, filename=attachment["filename"])
     return message
 
 

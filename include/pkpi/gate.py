@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from .landing import IN_PROGRESS_SUFFIXES, is_in_progress  # noqa: F401  (shared with the sensor)
 from .contracts import Contract, get_contract, looks_like_identifier, return_types
 from .periods import Period, PeriodError, parse_period
 from .reading import FileProblem, TextTable, read_table
@@ -28,7 +29,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from 
 log = logging.getLogger(__name__)
 
 MAX_SHOWN_VALUE = 80
-IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart")
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,6 @@ def _canonical_partner(reference: Reference, code: str) -> str | None:
 def reference_codes(reference: Reference, table: str, column: str) -> dict[str, str]:
     """A reference list's codes keyed by their lower-case form (codes match ignoring case)."""
     return {str(getattr(row, column)).lower(): str(getattr(row, column)) for row in getattr(reference, table)}
-
-
-def is_in_progress(path: Path) -> bool:
-    """Uploads still being written, editor lock files and hidden files are left alone."""
-    name = path.name
-    return name.startswith((".", "~$")) or name.lower().endswith(IN_PROGRESS_SUFFIXES)
 
 
 def locate(path: Path, landing_dir: Path, reference: Reference) -> tuple[ReturnKey, Period | None, list[Problem]]:

@@ -13,6 +13,10 @@ decided by these functions:
   a failed dbt test or a bad param fails at once instead of retrying for half an hour.
 - :func:`notify_engineers_of_failure`: the task failure callback that emails the data
   engineers (``PKPI_ENGINEER_EMAILS``).
+- :func:`default_task_args`: the retry, timeout and alerting settings every DAG's tasks share.
+- :func:`run_day` and :func:`ingest_summary`: small helpers the partner returns DAGs share
+  (``partner_returns_ingest``, ``partnership_mart_build``, ``partner_return_reminders``; see
+  docs/orchestration.md).
 
 This module is imported when the DAG file is parsed, so it imports nothing heavy at the top:
 no DuckDB, dbt or pandas.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import socket
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
@@ -35,6 +39,10 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 DAG_ID = "partnership_monthly"
+INGEST_DAG_ID = "partner_returns_ingest"
+MART_DAG_ID = "partnership_mart_build"
+REMINDERS_DAG_ID = "partner_return_reminders"
+OWNER = "partnership-data-team"
 TIMEZONE = "Europe/London"
 """The partnership's clock: the schedule runs on it and months begin and end on it."""
 WRITER_POOL = "duckdb_writer"
@@ -202,6 +210,56 @@ class TransientFailuresOnly(RetryPolicy):
         return cls()
 
 
+# --- shared task settings ------------------------------------------------------------------
+
+
+def default_task_args(execution_timeout: timedelta = timedelta(minutes=30), **overrides: Any) -> dict[str, Any]:
+    """The ``default_args`` of a pkpi DAG: owner, retries with exponential backoff (2, 4, 8
+    minutes) for transient failures only, a timeout, and the engineers' failure alert."""
+    return {
+        "owner": OWNER,
+        "retries": 3,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "retry_policy": TransientFailuresOnly(),
+        "execution_timeout": execution_timeout,
+        "on_failure_callback": notify_engineers_of_failure,
+        **overrides,
+    }
+
+
+def run_day(context: Mapping[str, Any]) -> date:
+    """The UK calendar day a run is "as of" (its logical date, or when it was triggered)."""
+    moment = run_date(context)
+    if moment is None:
+        raise OrchestrationError("This run has neither a logical date nor a trigger time, so it has no day.")
+    if isinstance(moment, datetime):
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(ZoneInfo(TIMEZONE))
+        return moment.date()
+    return moment
+
+
+def ingest_summary(report: Any) -> dict[str, Any]:
+    """What an ingest task returns (and logs): counts, and each rejected file's return, partner,
+    period and name, never its contents. ``report`` is a :class:`pkpi.ingest.IngestReport`."""
+    fields = ("return_type", "partner_code", "period", "file_name", "status")
+    rejected = [{name: getattr(o, name) for name in fields} for o in report.rejected]
+    for item in rejected:
+        log.warning(
+            "Rejected %(file_name)s (%(return_type)s, %(partner_code)s, %(period)s): "
+            "its errors file and report are in quarantine/.",
+            item,
+        )
+    return {
+        "accepted": len(report.accepted),
+        "rejected": rejected,
+        "duplicates": len(report.duplicates),
+        "changed_return_types": sorted(report.changed_return_types),
+    }
+
+
 # --- alerting ------------------------------------------------------------------------------
 
 
@@ -220,16 +278,23 @@ def failure_alert(context: Mapping[str, Any]) -> tuple[str, str, str]:
     error = f"{type(exc).__name__}: {exc}" if exc is not None else "no error was recorded"
     if len(error) > 2000:
         error = error[:2000] + " [...]"
-    try:
-        period = period_for_run(context)
-    except Exception:  # the alert must go out even when the params were the problem
-        period = "unknown"
-    subject = f"[pkpi] {dag_id}: task {task_id} failed (period {period})"
     lines = [
         f"The Airflow task {task_id} of {dag_id} failed and will not be retried.",
         "",
         f"Run: {run_id}",
-        f"Reporting period: {period}",
+    ]
+    if dag_id == DAG_ID:
+        # Only the monthly cycle has a reporting period; the hourly ingest, the mart build
+        # and the reminders are not about one month.
+        try:
+            period = period_for_run(context)
+        except Exception:  # the alert must go out even when the params were the problem
+            period = "unknown"
+        subject = f"[pkpi] {dag_id}: task {task_id} failed (period {period})"
+        lines.append(f"Reporting period: {period}")
+    else:
+        subject = f"[pkpi] {dag_id}: task {task_id} failed"
+    lines += [
         f"Attempt: {try_number}",
         f"Error: {error}",
     ]

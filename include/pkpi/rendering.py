@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from .disclosure import Figure
 
 if TYPE_CHECKING:  # pragma: no cover
     from .charts import ChartFile
-    from .scorecard import Scorecard
+    from .scorecard import Scorecard, ScorecardRow
 
 
 @dataclass(frozen=True)
@@ -37,16 +38,18 @@ class RagStyle:
 # RAG is always shown by word and symbol as well as colour (colour-blind readers, printouts).
 RAG = {
     "green": RagStyle("Green", "✔", "#00703c", "#ffffff", "on or better than target"),
-    "amber": RagStyle("Amber", "▲", "#ffdd00", "#0b0c0c", "close to target"),
+    "amber": RagStyle("Amber", "▲", "#ffdd00", "#0b0c0c", "just short of target"),
     "red": RagStyle("Red", "✖", "#d4351c", "#ffffff", "off target"),
-    "grey": RagStyle("Grey", "○", "#b1b4b6", "#0b0c0c", "no target or no figure"),
+    "grey": RagStyle("Grey", "○", "#b1b4b6", "#0b0c0c", "not rated"),
 }
-TREND = {"up": "↑ Up", "down": "↓ Down", "flat": "→ Flat", "n/a": "– n/a"}
+TREND = {"up": "↑ Up", "down": "↓ Down", "flat": "→ No change", "n/a": "– No trend"}
 SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+# Percentages are stored in the workbook as fractions (23.4% is 0.234), the way Excel keeps
+# them, so they calculate correctly; the other units as the number itself.
 NUMBER_FORMATS = {
     "count": "#,##0",
-    "percent": '0.0"%"',
-    "gbp": '"£"#,##0.00',
+    "percent": "0.0%",
+    "gbp": '"£"#,##0',
     "rate_per_10k": "#,##0.0",
 }
 
@@ -57,6 +60,36 @@ def _rag(key: str) -> RagStyle:
 
 def _trend(key: str) -> str:
     return TREND.get(key, TREND["n/a"])
+
+
+def rag_reason(row: "ScorecardRow") -> str:
+    """Why a KPI has its RAG rating, in a few words ("off target", "not rated: no target")."""
+    if row.rag != "grey":
+        return _rag(row.rag).meaning
+    if row.value.hidden:
+        return "not rated: the figure is not shown"
+    if row.value.value is None:
+        return "not rated: no figure"
+    if row.target.value is None:
+        return "not rated: no target"
+    return "not rated"
+
+
+def reading_notes(sc: "Scorecard") -> list[str]:
+    """The notes every copy of the scorecard ends with (after the numbered footnotes)."""
+    notes = [
+        f"Figures are for the whole partnership. Year to date runs from 1 April to the end of {sc.period_label}.",
+        "RAG compares the figure with the target for the financial year: ✔ Green on or better "
+        "than target, ▲ Amber just short of it (within the agreed tolerance), ✖ Red further off, "
+        "○ Grey not rated (no target, or no figure to rate).",
+        "Trend compares the figure with the month before; (better) or (worse) is added where a "
+        "measure has a direction.",
+        "A dash (–) means there is no figure for that period: no return was counted, or there was nothing to divide by.",
+    ]
+    if any(r.annual for r in sc.rows):
+        notes.insert(1, f"Finance is reported by financial year: its figure is for the "
+                        f"financial year {sc.financial_year}, compared with the previous financial year.")
+    return notes
 
 
 @lru_cache(maxsize=1)
@@ -87,6 +120,9 @@ def _common_context(sc: "Scorecard") -> dict:
         "sc": sc,
         "rag": _Lookup(RAG, "grey"),
         "trend": _Lookup(TREND, "n/a"),
+        "trend_short": _Lookup({"up": "↑ Up", "down": "↓ Down", "flat": "→ Same", "n/a": "–"}, "n/a"),
+        "rag_reason": rag_reason,
+        "reading_notes": reading_notes(sc),
     }
 
 
@@ -123,7 +159,9 @@ def render_html(sc: "Scorecard", charts: list["ChartFile"], mode: str = "file") 
 def render_text(sc: "Scorecard") -> str:
     """The plain-text alternative of the email."""
 
-    def fig(figure: Figure) -> str:
+    def fig(figure: Figure | None, none_text: str = "–") -> str:
+        if figure is None:
+            return none_text
         number = sc.note_number(figure)
         return figure.text if number is None else f"{figure.text} [{number}]"
 
@@ -174,28 +212,37 @@ def _sheet_title(name: str, taken: set[str]) -> str:
     return title
 
 
+def _xlsx_number(figure: Figure) -> float:
+    value = float(figure.value)
+    return value / 100.0 if figure.unit == "percent" else value
+
+
 def render_xlsx(sc: "Scorecard") -> bytes:
     """``scorecard.xlsx``: a summary sheet and a data sheet per theme.
 
-    Shown figures are stored as numbers with a number format (so they sum and chart in Excel);
-    hidden ones as the text ``<5`` or ``[c]`` with the note number beside them.
+    Shown figures are stored as numbers with a number format (so they sum and chart in Excel;
+    percentages as fractions formatted ``0.0%``); hidden ones as the text ``<5`` or ``[c]``
+    with the note number beside them.
     """
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     bold = Font(bold=True)
+    wrap = Alignment(wrap_text=True, vertical="top")
     wb = Workbook()
     ws = wb.active
     ws.title = "Summary"
-    taken = {"summary", "notes"}
+    taken = {"summary"}
 
-    def put(cell, figure: Figure):
+    def put(cell, figure: Figure | None):
+        if figure is None:
+            return
         if figure.hidden:
             cell.value = figure.text
             cell.alignment = Alignment(horizontal="right")
         elif figure.value is not None:
-            cell.value = float(figure.value)
+            cell.value = _xlsx_number(figure)
             cell.number_format = NUMBER_FORMATS.get(figure.unit, "#,##0.00")
 
     def notes_for(*figures: Figure) -> str:
@@ -207,41 +254,57 @@ def render_xlsx(sc: "Scorecard") -> bytes:
     ws["A2"] = sc.partnership
     row_no = 3
     if sc.provisional:
-        ws.cell(row_no, 1, "Provisional: not every expected return for the month is in.").font = bold
+        ws.cell(row_no, 1, "Provisional: not every expected return for the month is in, so figures may change.").font = bold
         row_no += 1
         for gap in sc.gaps:
-            ws.cell(row_no, 1, gap.describe())
+            ws.cell(row_no, 1, f"{gap.describe()} ({gap.explanation})")
             row_no += 1
     row_no += 1
     headers = [
-        "Theme", "KPI code", "KPI", "Unit", "This month", f"Year to date ({sc.financial_year})",
-        "Previous month", "Same month last year", "Target", "RAG", "Trend", "Provisional", "Notes",
+        "Theme", "KPI code", "KPI", "Unit", f"This month ({sc.period})", f"Year to date ({sc.financial_year})",
+        "Previous month", "Same month last year", "Target", "RAG", "Trend", "Provisional",
+        "Waiting for", "Notes",
     ]
     header_row = row_no
     for col, text in enumerate(headers, start=1):
-        ws.cell(header_row, col, text).font = bold
+        cell = ws.cell(header_row, col, text)
+        cell.font = bold
+        cell.alignment = wrap
     for row in sc.rows:
         row_no += 1
         ws.cell(row_no, 1, row.theme)
         ws.cell(row_no, 2, row.kpi_code)
-        ws.cell(row_no, 3, row.kpi_name)
+        ws.cell(row_no, 3, row.kpi_name + (f" ({sc.financial_year}, annual)" if row.annual else ""))
         ws.cell(row_no, 4, row.unit)
-        for col, figure in zip(range(5, 10), (row.value, row.fytd, row.previous_month, row.same_month_last_year, row.target)):
+        previous = None if row.annual else row.previous_month
+        for col, figure in zip(range(5, 10), (row.value, row.fytd, previous, row.same_month_last_year, row.target)):
             put(ws.cell(row_no, col), figure)
+        if row.annual:
+            ws.cell(row_no, 7, "n/a").alignment = Alignment(horizontal="right")
         style = _rag(row.rag)
         rag_cell = ws.cell(row_no, 10, f"{style.symbol} {style.word}")
         rag_cell.fill = PatternFill("solid", fgColor=style.background.lstrip("#"))
         rag_cell.font = Font(bold=True, color=style.colour.lstrip("#"))
-        ws.cell(row_no, 11, _trend(row.trend))
+        ws.cell(row_no, 11, row.trend_text)
         ws.cell(row_no, 12, "Yes" if row.provisional else "No")
-        ws.cell(row_no, 13, notes_for(*row.figures))
+        ws.cell(row_no, 13, row.waiting_for or None)
+        ws.cell(row_no, 14, notes_for(*row.figures) or None)
     row_no += 2
     ws.cell(row_no, 1, "Notes").font = bold
     for number, text in sc.footnotes():
         row_no += 1
         ws.cell(row_no, 1, f"Note {number}: {text}")
-    ws.freeze_panes = ws.cell(header_row + 1, 1)
-    for col, width in enumerate((18, 26, 44, 12, 12, 18, 15, 20, 12, 12, 10, 11, 14), start=1):
+    for line in reading_notes(sc):
+        row_no += 1
+        ws.cell(row_no, 1, line)
+    if any(r.annual for r in sc.rows):
+        row_no += 1
+        ws.cell(row_no, 1, "For annual measures, Same month last year is the previous financial year.")
+    row_no += 1
+    ws.cell(row_no, 1, "One sheet per theme holds each measure for the last 13 months (financial "
+                       "years for annual measures) and the year to date.")
+    ws.freeze_panes = ws.cell(header_row + 1, 4)
+    for col, width in enumerate((18, 26, 44, 9, 13, 14, 13, 13, 12, 11, 30, 11, 40, 12), start=1):
         ws.column_dimensions[get_column_letter(col)].width = width
 
     for theme, rows in sc.themes:
@@ -258,16 +321,18 @@ def render_xlsx(sc: "Scorecard") -> bytes:
                 data.cell(r, 3, row.unit)
                 data.cell(r, 4, point.period)
                 put(data.cell(r, 5), point.figure)
-                data.cell(r, 6, notes_for(point.figure))
+                data.cell(r, 6, notes_for(point.figure) or None)
+            if row.annual:
+                continue  # the year's own row above is its year to date
             r += 1
             data.cell(r, 1, row.kpi_code)
             data.cell(r, 2, row.kpi_name)
             data.cell(r, 3, row.unit)
             data.cell(r, 4, f"{sc.financial_year} to {sc.period}")
             put(data.cell(r, 5), row.fytd)
-            data.cell(r, 6, notes_for(row.fytd))
+            data.cell(r, 6, notes_for(row.fytd) or None)
         data.freeze_panes = "A2"
-        for col, width in enumerate((26, 44, 12, 18, 14, 12), start=1):
+        for col, width in enumerate((26, 44, 10, 18, 14, 12), start=1):
             data.column_dimensions[get_column_letter(col)].width = width
         data.auto_filter.ref = f"A1:F{max(r, 2)}"
 
@@ -280,14 +345,23 @@ def render_xlsx(sc: "Scorecard") -> bytes:
 
 
 def _font_dir() -> Path:
-    # DejaVu ships with matplotlib: full Unicode (£, –, ✔, ▲) without another dependency.
+    # DejaVu ships with matplotlib: full Unicode (£, –, ✔, ▲, ⚠) without another dependency.
     import matplotlib
 
     return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 
+def _rgb(colour: str) -> tuple[int, int, int]:
+    colour = colour.lstrip("#")
+    return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+PDF_TREND = {"up": "↑ Up", "down": "↓ Down", "flat": "→ Same", "n/a": "–"}
+
+
 def render_pdf(sc: "Scorecard", charts: list["ChartFile"]) -> bytes:
-    """``scorecard.pdf``: A4, the same content as the HTML, with the charts embedded."""
+    """``scorecard.pdf``: A4, the same content as the HTML: the table of every KPI with its
+    notes on the first page, then the trend charts with what they do not show."""
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 
@@ -302,9 +376,15 @@ def render_pdf(sc: "Scorecard", charts: list["ChartFile"]) -> bytes:
     pdf.add_page()
     width = pdf.epw
 
-    def fig(figure: Figure) -> str:
+    def fig(figure: Figure | None, none_text: str = "–") -> str:
+        if figure is None:
+            return none_text
         number = sc.note_number(figure)
         return figure.text if number is None else figure.text + str(number).translate(SUPERSCRIPT)
+
+    def paragraph(text: str, size: float = 9, height: float = 4.6, bold: bool = False) -> None:
+        pdf.set_font("DejaVu", "B" if bold else "", size)
+        pdf.multi_cell(width, height, text, new_x="LMARGIN", new_y="NEXT", align="L")
 
     pdf.set_font("DejaVu", "", 10)
     pdf.set_text_color(80, 90, 95)
@@ -312,80 +392,110 @@ def render_pdf(sc: "Scorecard", charts: list["ChartFile"]) -> bytes:
     pdf.set_text_color(11, 12, 12)
     pdf.set_font("DejaVu", "B", 17)
     pdf.cell(width, 10, f"Partnership scorecard: {sc.period_label}", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(2)
+    pdf.ln(1)
     if sc.provisional:
         pdf.set_fill_color(255, 244, 229)
-        pdf.set_font("DejaVu", "B", 10)
-        text = "Provisional figures. Not every expected return for the month is in, so figures marked provisional will change:"
-        lines = [text] + [f"•  {g.describe()}" for g in sc.gaps]
-        pdf.set_font("DejaVu", "", 9.5)
-        pdf.multi_cell(width, 5.5, "\n".join(lines), fill=True, new_x="LMARGIN", new_y="NEXT", padding=2, align="L")
-        pdf.ln(3)
-    pdf.set_font("DejaVu", "", 10)
+        pdf.set_draw_color(244, 119, 56)
+        lines = [f"⚠ Provisional figures. Not every expected return for {sc.period_label} is in, "
+                 "so figures may change when these returns arrive:"]
+        lines += [f"•  {g.describe()} ({g.explanation})" for g in sc.gaps]
+        if sc.gaps:
+            lines.append("Measures counted from these returns are marked (provisional).")
+        pdf.set_font("DejaVu", "", 9)
+        pdf.multi_cell(width, 5, "\n".join(lines), fill=True, new_x="LMARGIN", new_y="NEXT", padding=2, align="L")
+        pdf.set_draw_color(0, 0, 0)
+        pdf.set_fill_color(255, 255, 255)
+        pdf.ln(2)
     counts = sc.rag_counts
-    pdf.multi_cell(
-        width, 5.5,
+    paragraph(
         f"{len(sc.rows)} measures: "
         + ", ".join(f"{_rag(k).symbol} {counts[k]} {_rag(k).word.lower()}" for k in ("green", "amber", "red", "grey"))
-        + ". RAG is shown by word and symbol as well as colour.",
-        new_x="LMARGIN", new_y="NEXT", align="L",
+        + ".", size=9.5, height=5,
     )
-    pdf.ln(2)
+    pdf.ln(1.5)
 
-    headings = ("Measure", "This month", "Year to date", "Previous month", "Same month last year", "Target", "RAG", "Trend")
-    col_widths = (52, 19, 20, 20, 21, 17, 20, 17)
-    for theme, rows in sc.themes:
-        if pdf.get_y() + 30 > pdf.h - pdf.b_margin:  # keep a theme's heading with its table
-            pdf.add_page()
-        pdf.set_font("DejaVu", "B", 12)
-        pdf.cell(width, 8, theme, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("DejaVu", "", 8.5)
-        with pdf.table(
-            col_widths=col_widths,
-            text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "CENTER", "LEFT"),
-            line_height=4.6,
-            padding=1.2,
-            headings_style=FontFace(emphasis="BOLD", fill_color=(235, 235, 235)),
-        ) as table:
-            table.row(headings)
+    headings = ("Measure", sc.period_short, "Year to date", "Previous month", "Same month last year", "Target", "RAG", "Trend")
+    col_widths = (54, 18, 19, 19, 20, 19, 17, 20)
+    grey = FontFace(emphasis="BOLD", fill_color=(243, 242, 241))
+    pdf.set_font("DejaVu", "", 8.5)
+    with pdf.table(
+        col_widths=col_widths,
+        text_align=("LEFT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "RIGHT", "CENTER", "LEFT"),
+        line_height=4.4,
+        padding=1.1,
+        headings_style=FontFace(emphasis="BOLD", fill_color=(222, 224, 226)),
+        repeat_headings=1,
+    ) as table:
+        table.row(headings)
+        for theme, rows in sc.themes:
+            table.row().cell(theme, colspan=len(headings), style=grey, align="LEFT")
             for row in rows:
                 style = _rag(row.rag)
                 cells = table.row()
-                cells.cell(row.kpi_name + (" (provisional)" if row.provisional else ""))
-                for figure in (row.value, row.fytd, row.previous_month, row.same_month_last_year):
-                    cells.cell(fig(figure))
+                name = row.kpi_name
+                if row.annual:
+                    name += f" ({sc.financial_year}, annual)"
+                if row.gaps:
+                    name += " (provisional)"
+                cells.cell(name)
+                cells.cell(fig(row.value))
+                cells.cell(fig(row.fytd))
+                cells.cell("n/a" if row.annual else fig(row.previous_month))
+                cells.cell(fig(row.same_month_last_year))
                 cells.cell(row.target.text if row.target.value is not None else "none")
                 cells.cell(
                     f"{style.symbol} {style.word}",
-                    style=FontFace(emphasis="BOLD", color=style.colour, fill_color=style.background),
+                    style=FontFace(emphasis="BOLD", color=_rgb(style.colour), fill_color=_rgb(style.background)),
                 )
-                cells.cell(_trend(row.trend))
-        pdf.ln(3)
+                verdict = row.trend_text.rsplit(" (", 1)[1].rstrip(")") if row.trend_text.endswith(")") else ""
+                cells.cell(PDF_TREND.get(row.trend, "–") + (f" ({verdict})" if verdict else ""))
+    pdf.ln(2)
+
+    def notes() -> None:
+        pdf.set_font("DejaVu", "B", 10.5)
+        pdf.cell(width, 6, "Notes", new_x="LMARGIN", new_y="NEXT")
+        for number, text in sc.footnotes():
+            paragraph(f"{number}. {text}", size=8.5, height=4.3)
+        for line in reading_notes(sc):
+            paragraph(line, size=8.5, height=4.3)
+        if any(r.annual for r in sc.rows):
+            paragraph("For annual measures, Same month last year is the previous financial year.", size=8.5, height=4.3)
+
+    notes()
 
     if charts:
         pdf.add_page()
         pdf.set_font("DejaVu", "B", 12)
         pdf.cell(width, 8, "Trends", new_x="LMARGIN", new_y="NEXT")
-        chart_w = (width - 4) / 2
-        chart_h = chart_w * 3.4 / 6.4
-        for i, chart in enumerate(charts):
-            if i % 2 == 0 and pdf.get_y() + chart_h > pdf.h - pdf.b_margin:
-                pdf.add_page()
-            x = pdf.l_margin + (i % 2) * (chart_w + 4)
-            y = pdf.get_y()
-            pdf.image(str(chart.path), x=x, y=y, w=chart_w, h=chart_h, alt_text=chart.alt)
-            if i % 2 == 1 or i == len(charts) - 1:
-                pdf.set_y(y + chart_h + 3)
+        gap = 5
+        chart_w = (width - gap) / 2
+        from .charts import SIZE_INCHES
 
-    pdf.ln(2)
-    pdf.set_font("DejaVu", "B", 11)
-    pdf.cell(width, 7, "Notes", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 8.5)
-    for number, text in sc.footnotes():
-        pdf.multi_cell(width, 4.6, f"{number}. {text}", new_x="LMARGIN", new_y="NEXT", align="L")
-    pdf.multi_cell(
-        width, 4.6,
-        'Figures are for the whole partnership. "Year to date" runs from 1 April. A dash (–) means there is no figure for that period.',
-        new_x="LMARGIN", new_y="NEXT", align="L",
-    )
+        chart_h = chart_w * SIZE_INCHES[1] / SIZE_INCHES[0]  # every chart has the same shape
+        caption_h = 3.4
+        pdf.set_font("DejaVu", "", 7)
+
+        def caption_lines(chart: "ChartFile") -> int:
+            # Wrapped lines, measured with the caption font (a little slack for word breaks).
+            return sum(math.ceil((pdf.get_string_width(line) + 1) / (chart_w * 0.95)) for line in chart.caption_lines)
+
+        for i in range(0, len(charts), 2):
+            pair = charts[i:i + 2]
+            block = chart_h + 1 + max(caption_lines(c) for c in pair) * caption_h + 4
+            if pdf.get_y() + block > pdf.h - pdf.b_margin:
+                pdf.add_page()
+            y = pdf.get_y()
+            bottom = y
+            for j, chart in enumerate(pair):
+                x = pdf.l_margin + j * (chart_w + gap)
+                pdf.image(str(chart.path), x=x, y=y, w=chart_w, h=chart_h, alt_text=chart.alt)
+                pdf.set_xy(x, y + chart_h + 0.5)
+                pdf.set_font("DejaVu", "", 7)
+                pdf.set_text_color(80, 90, 95)
+                for line in chart.caption_lines:
+                    pdf.set_x(x)
+                    pdf.multi_cell(chart_w, caption_h, line, new_x="LEFT", new_y="NEXT", align="L")
+                pdf.set_text_color(11, 12, 12)
+                bottom = max(bottom, pdf.get_y())
+            pdf.set_xy(pdf.l_margin, bottom + 4)
     return bytes(pdf.output())

@@ -99,6 +99,8 @@ class ScorecardRow:
     provisional: bool
     series_grain: str  # 'month', or 'financial_year' for KPIs with no monthly figures
     series: tuple[SeriesPoint, ...]
+    source: str | None = None  # the return type the KPI is counted from (None: every return)
+    gaps: tuple["ReturnGap", ...] = ()  # missing or rejected returns this KPI is counted from
 
     @property
     def figures(self) -> tuple[Figure, ...]:
@@ -108,6 +110,75 @@ class ScorecardRow:
     def suppressed(self) -> bool:
         """True when disclosure control hides any figure on the row."""
         return any(f.hidden for f in self.figures)
+
+    @property
+    def annual(self) -> bool:
+        """True for KPIs counted by financial year only (finance): "this month" is the year."""
+        return self.series_grain == "financial_year"
+
+    @property
+    def value_label(self) -> str:
+        """What the headline figure covers: "March 2026", or "2025-26" for an annual KPI."""
+        if self.annual:
+            return f"Financial year {_fy_of(self.period)}"
+        return _month_label(self.period)
+
+    @property
+    def comparisons(self) -> tuple["Comparison", ...]:
+        """The figures shown beside the headline, labelled for a reader, in order."""
+        fy = _fy_of(self.period)
+        target = Comparison(f"Target ({fy})", self.target if self.target.value is not None else None, "none set")
+        if self.annual:
+            # Month-on-month comparisons of an annual figure are the same year twice.
+            return (
+                Comparison(f"Previous financial year ({_fy_shift(fy, -1)})", self.same_month_last_year),
+                target,
+            )
+        return (
+            Comparison(f"Year to date ({fy})", self.fytd),
+            Comparison(f"Previous month ({_month_label(shift_month(self.period, -1))})", self.previous_month),
+            Comparison(f"Same month last year ({_month_label(shift_month(self.period, -12))})", self.same_month_last_year),
+            target,
+        )
+
+    @property
+    def trend_text(self) -> str:
+        """The trend as words: "↓ Down on February 2026 (better)"; "No trend" when there is none."""
+        arrow = {"up": "↑ Up", "down": "↓ Down", "flat": "→ No change"}.get(self.trend)
+        if arrow is None:
+            return "– No trend"
+        against = _fy_shift(_fy_of(self.period), -1) if self.annual else _month_label(shift_month(self.period, -1))
+        better = {"higher_is_better": "up", "lower_is_better": "down"}.get(self.polarity)
+        verdict = ""
+        if better and self.trend != "flat":
+            verdict = " (better)" if self.trend == better else " (worse)"
+        return f"{arrow} on {against}{verdict}"
+
+    @property
+    def waiting_for(self) -> str:
+        """The returns this KPI still waits for, named by return and partner ("" for none):
+        "multi-agency training returns from Northamptonshire Police (rejected) and Probation
+        Service (missing)"."""
+        by_title: dict[str, list[str]] = {}
+        for gap in self.gaps:
+            title = gap.return_title[:1].lower() + gap.return_title[1:]  # mid-sentence
+            by_title.setdefault(title, []).append(gap.short())
+
+        def listed(who: list[str]) -> str:
+            return who[0] if len(who) == 1 else f"{', '.join(who[:-1])} and {who[-1]}"
+
+        return "; ".join(
+            f"{title} return{'s' if len(who) > 1 else ''} from {listed(who)}" for title, who in by_title.items()
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One labelled figure beside a KPI's headline; ``figure`` None reads as ``none_text``."""
+
+    label: str
+    figure: Figure | None
+    none_text: str = "–"
 
 
 @dataclass(frozen=True)
@@ -124,6 +195,18 @@ class ReturnGap:
     def describe(self) -> str:
         verb = "missing" if self.status == "missing" else "rejected"
         return f"{self.return_title} return from {self.partner_name}: {verb}"
+
+    @property
+    def explanation(self) -> str:
+        """What the status means for the reader, and when the return was due."""
+        what = "not received" if self.status == "missing" else "received but failed the quality checks"
+        due = f"; due {self.due_date.day} {self.due_date:%B %Y}" if self.due_date else ""
+        return f"{what}{due}"
+
+    def short(self) -> str:
+        """The partner and what happened, for a KPI that depends on this return."""
+        verb = "missing" if self.status == "missing" else "rejected"
+        return f"{self.partner_name} ({verb})"
 
 
 @dataclass(frozen=True)
@@ -186,6 +269,15 @@ class Scorecard:
         for row in self.rows:
             counts[row.rag] = counts.get(row.rag, 0) + 1
         return counts
+
+    @property
+    def period_short(self) -> str:
+        """The month as a column heading: "Mar 2026"."""
+        return parse_month(self.period).start.strftime("%b %Y")
+
+    def attachment_name(self, extension: str) -> str:
+        """The file name a reader sees for an emailed copy: ``scorecard-2026-03.pdf``."""
+        return f"scorecard-{self.period}.{extension}"
 
     @property
     def subject(self) -> str:
@@ -296,9 +388,17 @@ def _extract(con: duckdb.DuckDBPyConnection, period: str) -> _MartExtract:
                 f"The KPI mart has no table mart.{table}: it has not been built yet. "
                 "Run `pkpi build` first."
             )
+    # dim_kpi.source (the return type a KPI is counted from) is optional: without it the
+    # source is read from the KPI code's prefix (_source_of).
+    has_source = bool(con.execute(
+        "SELECT count(*) FROM information_schema.columns "
+        "WHERE table_schema = 'mart' AND table_name = 'dim_kpi' AND column_name = 'source'"
+    ).fetchone()[0])
+    source = "k.source" if has_source else "NULL"
     rows = _dicts(con.execute(
-        """
-        SELECT s.*, k.disclosive AS kpi_disclosive, k.definition AS kpi_definition
+        f"""
+        SELECT s.*, k.disclosive AS kpi_disclosive, k.definition AS kpi_definition,
+               {source} AS kpi_source
         FROM mart.scorecard AS s
         LEFT JOIN mart.dim_kpi AS k ON k.kpi_code = s.kpi_code
         WHERE s.period = ?
@@ -398,7 +498,21 @@ def _fytd_observation(extract: _MartExtract, code: str, period: str, fytd_value)
     return _Observation(fytd_value, year.numerator if year else None, year.denominator if year else None)
 
 
-def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, period: str) -> ScorecardRow:
+SOURCE_PREFIXES = {"CON_": "contacts", "TRN_": "training", "CDN_": "child_deaths", "FIN_": "finance"}
+
+
+def _source_of(row: dict) -> str | None:
+    """The return type a KPI is counted from; None for KPIs about every return (RET_)."""
+    source = row.get("kpi_source")
+    if not source:
+        code = str(row["kpi_code"]).upper()
+        source = next((t for p, t in SOURCE_PREFIXES.items() if code.startswith(p)), None)
+    # Anything else (return compliance: "returns") depends on every expected return.
+    return source if source in load_contracts() else None
+
+
+def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, period: str,
+               gaps: tuple[ReturnGap, ...] = ()) -> ScorecardRow:
     code, unit = row["kpi_code"], row["unit"]
     disclosive = is_disclosive(code, bool(row.get("kpi_disclosive")))
     fy = _fy_of(period)
@@ -451,10 +565,20 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         )
 
     value = monthly[period]
+    previous_figure = monthly[previous]
     rag, trend = row.get("rag") or "grey", row.get("trend") or "n/a"
+    if grain == "financial_year":
+        # An annual KPI's "previous month" is the same year again: its trend is on last year.
+        previous_figure = monthly[last_year]
+        trend = _direction(value.value, previous_figure.value)
     if value.hidden:
         # A colour or direction next to a hidden figure would hint at it.
         rag, trend = "grey", "n/a"
+    elif previous_figure.hidden:
+        # "Up" or "down" would bound the hidden figure by the shown one.
+        trend = "n/a"
+    source = _source_of(row)
+    row_gaps = tuple(g for g in gaps if source is None or g.return_type == source)
     return ScorecardRow(
         period=period,
         kpi_code=code,
@@ -473,7 +597,17 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         provisional=bool(row.get("provisional")),
         series_grain=grain,
         series=series,
+        source=source,
+        gaps=row_gaps,
     )
+
+
+def _direction(value: float | None, before: float | None) -> str:
+    """up, down, flat or n/a, the way the mart works out trend (rounded to 9 places)."""
+    if value is None or before is None:
+        return "n/a"
+    value, before = round(float(value), 9), round(float(before), 9)
+    return "up" if value > before else "down" if value < before else "flat"
 
 
 def _theme_label(theme: str) -> str:
@@ -539,11 +673,11 @@ def build_scorecard(settings: Settings, period: str) -> Scorecard:
             "that has returns."
         )
     control = DisclosureControl.from_settings(settings)
+    gaps = _gaps(settings, extract)
     rows = tuple(
-        _build_row(control, extract, r, period)
+        _build_row(control, extract, r, period, gaps)
         for r in sorted(extract.rows, key=_sort_key)
     )
-    gaps = _gaps(settings, extract)
     return Scorecard(
         partnership=settings.partnership_name,
         period=period,
@@ -611,7 +745,11 @@ def produce_scorecard(settings: Settings, period: str) -> ScorecardOutput:
                     for c in chart_files
                 ],
                 "email": {"html": "email/body.html", "text": "email/body.txt"},
-                "attachments": ["scorecard.pdf", "scorecard.xlsx"],
+                # The exported files, and the names they are attached to the email under.
+                "attachments": [
+                    {"file": "scorecard.pdf", "filename": scorecard.attachment_name("pdf")},
+                    {"file": "scorecard.xlsx", "filename": scorecard.attachment_name("xlsx")},
+                ],
             },
             indent=2,
         ),

@@ -1,0 +1,152 @@
+"""Waiting for partner returns without holding a worker: a deferrable sensor and its trigger.
+
+The ``partner_returns_ingest`` DAG starts every hour with :class:`ReturnsWaitingSensor`. If a
+return is already waiting in landing/ it succeeds at once; otherwise it hands the waiting over
+to :class:`ReturnsWaitingTrigger`, which looks at landing/ once a minute inside Airflow's
+triggerer (one asyncio loop for every deferred task, no worker slot, no Python process of its
+own) until a return arrives or the run's waiting time is up. A return that arrives during the
+hour is therefore ingested, and a rejected one reported to its partner, within minutes; an
+hour with no returns ends with the sensor *skipped*, so the ingest and asset tasks after it are
+skipped too and no asset event is emitted.
+
+The trigger keeps its own deadline (the ``wait_minutes`` param) rather than relying on
+Airflow's deferral timeout alone: Airflow turns a deferral timeout into a failure, while
+"nobody sent a return this hour" is the normal case, not an error. The deferral timeout stays
+as a safety net, a few minutes later, and does fail the task: that is what happens when the
+triggerer is not running, which the engineers need to hear about.
+
+Only the standard library, Airflow and :mod:`pkpi.landing` are imported: this module is
+loaded by the DAG processor and by the triggerer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, AsyncIterator, Mapping
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowSkipException
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from .landing import waiting_returns
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WAIT_MINUTES = 55
+"""How long an hourly run waits for a return: it ends before the next hour's run starts."""
+MAX_WAIT_MINUTES = 58
+POKE_INTERVAL_SECONDS = 60.0
+"""How often the trigger looks at landing/ (one directory walk, milliseconds)."""
+DEFERRAL_GRACE = timedelta(minutes=5)
+"""Airflow's own deferral timeout fires this long after the trigger's deadline (a dead triggerer)."""
+
+
+class WaitParamError(ValueError):
+    """The run's wait_minutes param is not a usable number of minutes."""
+
+
+def wait_for_run(params: Mapping[str, Any] | None) -> timedelta:
+    """How long this run waits for a return: the ``wait_minutes`` param (0 to 58), default 55.
+
+    0 means "look once and stop": useful when triggering the DAG by hand after dropping a file.
+    """
+    value = (params or {}).get("wait_minutes", DEFAULT_WAIT_MINUTES)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        value = DEFAULT_WAIT_MINUTES
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        raise WaitParamError(
+            f"The run's wait_minutes param is {value!r}; give a number of minutes from 0 to {MAX_WAIT_MINUTES}."
+        ) from None
+    if isinstance(value, bool) or not 0 <= minutes <= MAX_WAIT_MINUTES:
+        raise WaitParamError(
+            f"The run's wait_minutes param is {value!r}; give a number of minutes from 0 to {MAX_WAIT_MINUTES} "
+            "(an hourly run must stop waiting before the next one starts)."
+        )
+    return timedelta(minutes=minutes)
+
+
+class ReturnsWaitingTrigger(BaseTrigger):
+    """Fires once: when a return is waiting in ``landing_dir``, or at ``deadline`` with none.
+
+    The event's payload is ``{"waiting": <number of files found, 0 at the deadline>}``.
+    """
+
+    def __init__(self, landing_dir: str, deadline: str, poke_interval: float = POKE_INTERVAL_SECONDS):
+        super().__init__()
+        self.landing_dir = landing_dir
+        self.deadline = deadline  # ISO 8601, UTC: triggers are serialised to the database
+        self.poke_interval = poke_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"landing_dir": self.landing_dir, "deadline": self.deadline, "poke_interval": self.poke_interval},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        deadline = datetime.fromisoformat(self.deadline)
+        while True:
+            # The walk is blocking file-system work: keep it off the triggerer's event loop.
+            found = await asyncio.to_thread(waiting_returns, Path(self.landing_dir))
+            if found:
+                self.log.info("%d return file(s) waiting in %s.", len(found), self.landing_dir)
+                yield TriggerEvent({"waiting": len(found)})
+                return
+            remaining = (deadline - datetime.now(timezone.utc)).total_seconds()
+            if remaining <= 0:
+                yield TriggerEvent({"waiting": 0})
+                return
+            await asyncio.sleep(min(self.poke_interval, remaining))
+
+
+class ReturnsWaitingSensor(BaseSensorOperator):
+    """Succeeds (returning how many files wait) once a return is in landing/; skips if none came.
+
+    Looks once on the worker; if nothing is there, defers to :class:`ReturnsWaitingTrigger` for
+    the run's ``wait_minutes``. Reads landing/ from ``PKPI_DATA_DIR`` like every other stage.
+    """
+
+    def __init__(self, *, poke_interval: float = POKE_INTERVAL_SECONDS, **kwargs: Any):
+        # The waiting happens in the trigger; mode and timeout only matter if someone runs
+        # poke() directly, so they get harmless values.
+        kwargs.setdefault("timeout", timedelta(minutes=MAX_WAIT_MINUTES) + DEFERRAL_GRACE)
+        super().__init__(poke_interval=poke_interval, **kwargs)
+
+    def poke(self, context: Any) -> bool:
+        return bool(waiting_returns(Settings.from_env().landing_dir, limit=1))
+
+    def execute(self, context: Any) -> int:
+        landing_dir = Settings.from_env().landing_dir
+        waiting = len(waiting_returns(landing_dir))
+        if waiting:
+            self.log.info("%d return file(s) waiting in %s: ingesting them now.", waiting, landing_dir)
+            return waiting
+        wait = wait_for_run(context.get("params"))
+        if wait <= timedelta(0):
+            raise AirflowSkipException(f"No return is waiting in {landing_dir}, and this run does not wait.")
+        deadline = datetime.now(timezone.utc) + wait
+        self.log.info(
+            "No return is waiting in %s yet; watching it from the triggerer until %s UTC.",
+            landing_dir, f"{deadline:%H:%M}",
+        )
+        self.defer(
+            trigger=ReturnsWaitingTrigger(str(landing_dir), deadline.isoformat(), float(self.poke_interval)),
+            method_name="execute_complete",
+            timeout=wait + DEFERRAL_GRACE,
+        )
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> int:
+        waiting = int((event or {}).get("waiting") or 0)
+        if not waiting:
+            minutes = wait_for_run(context.get("params")).total_seconds() / 60
+            raise AirflowSkipException(
+                f"No return arrived in landing/ within {minutes:g} minutes: nothing to ingest this time."
+            )
+        self.log.info("%d return file(s) arrived in landing/: ingesting them now.", waiting)
+        return waiting
