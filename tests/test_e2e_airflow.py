@@ -19,22 +19,15 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SEEDS
+from support.airflow_stack import run_command
 
 pytestmark = pytest.mark.e2e
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
 def _run(args: list[str], env: dict, timeout: int) -> subprocess.CompletedProcess:
-    # start_new_session + kill on timeout: `airflow dags test` does not always stop on SIGTERM.
-    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        out, _ = proc.communicate()
-        pytest.fail(f"{' '.join(args)} did not finish in {timeout}s:\n{out[-4000:]}")
-    return subprocess.CompletedProcess(args, proc.returncode, out, "")
+    # Its own process group, killed on timeout: `airflow dags test` does not always stop on SIGTERM.
+    return run_command(args, env, timeout=timeout, cwd=REPO, check=False)
 
 
 @pytest.fixture(scope="module")
