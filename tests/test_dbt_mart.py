@@ -347,6 +347,23 @@ def test_dim_kpi_lists_the_whole_catalogue(mart):
     assert row[2:4] == ("percent", "lower_is_better") and "365 days" in row[4]
 
 
+def test_kpi_definitions_are_plain_english_for_strategic_leads(mart):
+    """The scorecard shows each definition to readers who never see the files or the columns."""
+    import pkpi
+
+    names = set()
+    for path in (Path(pkpi.__file__).parent / "contracts").glob("*.yml"):
+        contract = yaml.safe_load(path.read_text())
+        for column in contract["columns"]:
+            names.add(column["name"])
+            names.update(str(v) for v in column.get("values", ()) if "_" in str(v))
+    for code, definition in mart.execute("select kpi_code, definition from mart.dim_kpi").fetchall():
+        words = set(re.findall(r"[A-Za-z0-9_.]+", definition))
+        assert not words & names, (code, words & names)
+        assert not re.search(r"\w+_\w+|\.csv|\bALL\b", definition), (code, definition)
+        assert definition[:1].isupper() and definition.endswith("."), code
+
+
 CATALOGUE = {
     "CON_CONTACTS", "CON_REFERRALS", "CON_CONVERSION_PCT", "CON_NFA_PCT", "CON_EARLY_HELP_PCT",
     "CON_REREFERRAL_12M_PCT", "CON_PER_10K", "TRN_ELEARN_COMMENCED", "TRN_ELEARN_COMPLETED",
@@ -704,7 +721,18 @@ def test_scorecard_has_section_five_columns_and_a_row_per_month_and_kpi(mart):
     assert periods == months_between("2023-03", "2024-04")
     on_scorecard = mart.execute("select count(*) from mart.dim_kpi where on_scorecard").fetchone()[0]
     assert mart.execute("select count(*) from mart.scorecard").fetchone()[0] == len(periods) * on_scorecard
-    assert mart.execute("select bool_or(suppressed) from mart.scorecard").fetchone()[0] is False
+
+
+def test_scorecard_flags_what_disclosure_control_hides_but_keeps_the_figures(built, mart):
+    # Three child deaths in March 2024: the mart keeps the 3 and says it leaves the warehouse hidden.
+    r = scorecard_row(mart, "2024-03", "CDN_NOTIFICATIONS")
+    assert (r["value"], r["suppressed"]) == (3, True)
+    assert r["suppression_reason"].startswith("value: small_count")
+    r = scorecard_row(mart, "2024-03", "CON_CONTACTS")
+    assert (r["suppressed"], r["suppression_reason"]) == (False, None)  # not disclosive
+    # The flags are exactly those of the published copy, row by row, reasons included.
+    flags = "select period, kpi_code, suppressed, suppression_reason from mart.scorecard order by 1, 2"
+    assert mart.execute(flags).fetchall() == published(built["settings"], flags)
 
 
 def test_scorecard_values_fytd_comparisons_rag_and_trend(mart):
@@ -920,7 +948,8 @@ def test_published_copy_hides_small_disclosive_numbers(built, mart):
         "where kpi_code = 'CDN_NOTIFICATIONS' and period in ('2024-03', '2024-04') order by period",
     )
     assert card[0][1:5] == (None, None, None, True)
-    assert card[1][1:5] == (0, 0, None, False) and "previous_month_value" in card[1][5]
+    # April's own figures are zero (not disclosive), but the month before is hidden.
+    assert card[1][1:5] == (0, 0, None, True) and card[1][5] == "previous_month_value: small_count"
     assert built["second"].published.suppressed_figures > 0
 
 

@@ -600,8 +600,14 @@ def test_scorecard_rows(mart):
     assert (r["value"], r["target"], r["rag"], r["provisional"]) == (50.0, 50.0, "green", True)  # OLDX missing
     r = card[("2025-04", "FIN_CONTRIBUTIONS_GBP")]
     assert (r["value"], r["previous_month_value"]) == (19501.0, 18000.0)
+    # A financial year's figure trends on the year before (2024-25's 18000), not on itself.
+    assert (r["same_month_last_year_value"], r["trend"]) == (18000.0, "up")
+    r = card[("2025-03", "FIN_CONTRIBUTIONS_GBP")]
+    assert (r["value"], r["previous_month_value"], r["trend"]) == (18000.0, 18000.0, "n/a")  # no 2023-24
     r = card[("2025-03", "CDN_UNEXPECTED_JAR_PCT")]
-    assert same(r["value"], 200 / 3) and r["suppressed"] is False  # the mart keeps every figure
+    # 2 of 3 unexpected deaths: the mart keeps the figure and flags that it leaves hidden.
+    assert same(r["value"], 200 / 3) and r["suppressed"] is True
+    assert r["suppression_reason"].startswith("value: small_base")
 
 
 # --- a different partnership: nothing assumes the shipped reference data ----------------------------

@@ -354,8 +354,8 @@ def test_no_hidden_figure_appears_in_any_output(demo):
     email_text = message.get_body(("plain",)).get_content()
     pdf_text = texts["scorecard.pdf"]
     for where, section in {
-        "HTML card": _between(texts["scorecard.html"], "Child death notifications received", "Unexpected deaths"),
-        "email HTML card": _between(email_html, "Child death notifications received", "Unexpected deaths"),
+        "HTML card": _between(texts["scorecard.html"], "Deaths of children notified", "Unexpected deaths"),
+        "email HTML card": _between(email_html, "Deaths of children notified", "Unexpected deaths"),
         "email text": _between(email_text, "Child death notifications\n", "Unexpected deaths"),
         "PDF table": _between(pdf_text, "Child death notifications", "Unexpected deaths"),
     }.items():
@@ -366,7 +366,7 @@ def test_no_hidden_figure_appears_in_any_output(demo):
         march = [r for r in sheet.iter_rows(values_only=True) if r[0] == "CDN_NOTIFICATIONS" and r[3] == PERIOD]
         assert [r[4] for r in march] == ["<5"], where
     # The trend chart leaves March out and says so beneath it.
-    card = _between(texts["scorecard.html"], "Child death notifications received", "Unexpected deaths")
+    card = _between(texts["scorecard.html"], "Deaths of children notified", "Unexpected deaths")
     assert re.search(r"Not shown \(note \d\): [^.]*Mar 26", card)
 
 
@@ -395,5 +395,5 @@ def test_a_higher_threshold_hides_more(demo, tmp_path, monkeypatch):
     assert rows["CDN_UNEXPECTED_JAR_PCT"]["fytd_value"] == "[c]"
     header, summary = _summary_rows(output.xlsx)
     assert summary["CDN_UNEXPECTED_JAR_PCT"][header.index("Year to date (2025-26)")] == "[c]"
-    card = _between(html, "Unexpected deaths whose", "Target")
+    card = _between(html, "Unexpected child deaths where", "Target")
     assert re.search(r"Year to date \(2025-26\)\s+\[c\]", card), card

@@ -24,6 +24,7 @@ writes the dbt documentation site behind ``pkpi docs``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -219,8 +220,12 @@ def dbt_args(settings: Settings, command: str | Sequence[str] = "build", period:
         "--log-level", "warn",
         "--log-level-file", "info",
     ]
+    # The threshold int_scorecard_disclosure flags mart.scorecard.suppressed with; a reporting
+    # month to include even before any of its returns has arrived.
+    dbt_vars = {"disclosure_threshold": settings.disclosure_threshold}
     if period is not None:
-        args += ["--vars", f"{{reporting_month: '{period}'}}"]
+        dbt_vars["reporting_month"] = period
+    args += ["--vars", json.dumps(dbt_vars)]
     if full_refresh:
         args.append("--full-refresh")
     args += list(extra)

@@ -19,7 +19,13 @@ the copy before it is renamed into place (kpi-mart.md section 5):
 
 A hidden figure's numerator, denominator and value are set to null, ``suppressed`` is true and
 ``suppression_reason`` says why (small_count, small_base or complement), so a reader can tell a
-hidden figure from a missing one.
+hidden figure from a missing one. A scorecard row is ``suppressed`` when any of its figures (value,
+fytd_value, previous_month_value, same_month_last_year_value) is hidden; its
+``suppression_reason`` names each one ("value: small_count; fytd_value: complement").
+
+The dbt model ``int_scorecard_disclosure`` runs this module over an in-memory copy at build time,
+so ``mart.scorecard.suppressed`` says which figures leave the warehouse hidden while the mart
+keeps them.
 """
 
 from __future__ import annotations
@@ -51,9 +57,9 @@ def apply_disclosure_control(con: duckdb.DuckDBPyConnection, schema: str, thresh
 
 
 def _control_kpi_values(con, schema: str, control: DisclosureControl) -> dict[Key, Reason]:
-    con.execute(f"alter table {schema}.kpi_values add column suppressed boolean default false")
-    con.execute(f"alter table {schema}.kpi_values add column suppression_reason varchar")
-    con.execute(f"update {schema}.kpi_values set suppressed = false")
+    con.execute(f"alter table {schema}.kpi_values add column if not exists suppressed boolean default false")
+    con.execute(f"alter table {schema}.kpi_values add column if not exists suppression_reason varchar")
+    con.execute(f"update {schema}.kpi_values set suppressed = false, suppression_reason = null")
     # Which rows are disclosive is pkpi.disclosure's rule (the catalogue's flag, child death
     # KPIs, breakdowns by sex or ethnicity), the same one the scorecard applies; the mart's own
     # disclosive column is brought into line with it for readers of the copy.
@@ -175,7 +181,11 @@ def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
 
 
 def _control_scorecard(con, schema: str, control: DisclosureControl, hidden: dict[Key, Reason]) -> int:
-    con.execute(f"alter table {schema}.scorecard add column suppression_reason varchar")
+    # mart.scorecard already carries both (int_scorecard_disclosure runs this same code at build
+    # time); they are worked out again here, with this publication's threshold.
+    con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean default false")
+    con.execute(f"alter table {schema}.scorecard add column if not exists suppression_reason varchar")
+    con.execute(f"update {schema}.scorecard set suppressed = false, suppression_reason = null")
     rows = [
         r[:-1]
         for r in con.execute(
@@ -193,6 +203,12 @@ def _control_scorecard(con, schema: str, control: DisclosureControl, hidden: dic
     ordered = sorted(months)
     updates = []
     count = 0
+    # The figure trend compares the value with: the previous month, or for a KPI reported only
+    # by financial year, the year before (same_month_last_year_value).
+    compared_with = {
+        kpi: "previous_month_value" if value_grain == "month" else "same_month_last_year_value"
+        for _, kpi, _, value_grain, *_ in rows
+    }
     for period, kpi, unit, value_grain, fy, fytd_value, fytd_num, fytd_den in rows:
         def row_reason(month: str | None) -> Reason | None:
             if month is None:
@@ -220,11 +236,11 @@ def _control_scorecard(con, schema: str, control: DisclosureControl, hidden: dic
             count += len(reasons)
             updates.append((period, kpi, reasons))
     for period, kpi, reasons in updates:
-        sets = [f"{column} = null" for column in reasons]
+        sets = [f"{column} = null" for column in reasons] + ["suppressed = true"]
         if "value" in reasons:
             # The RAG rating and trend would tell the hidden value's neighbourhood.
-            sets += ["numerator = null", "denominator = null", "suppressed = true", "rag = 'grey'"]
-        if "value" in reasons or "previous_month_value" in reasons:
+            sets += ["numerator = null", "denominator = null", "rag = 'grey'"]
+        if "value" in reasons or compared_with[kpi] in reasons:
             sets.append("trend = 'n/a'")
         if "fytd_value" in reasons:
             sets += ["fytd_numerator = null", "fytd_denominator = null"]

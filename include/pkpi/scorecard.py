@@ -568,9 +568,9 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
     previous_figure = monthly[previous]
     rag, trend = row.get("rag") or "grey", row.get("trend") or "n/a"
     if grain == "financial_year":
-        # An annual KPI's "previous month" is the same year again: its trend is on last year.
+        # An annual KPI's "previous month" is the same year again: the mart's trend compares
+        # with the year before.
         previous_figure = monthly[last_year]
-        trend = _direction(value.value, previous_figure.value)
     if value.hidden:
         # A colour or direction next to a hidden figure would hint at it.
         rag, trend = "grey", "n/a"
@@ -600,14 +600,6 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         source=source,
         gaps=row_gaps,
     )
-
-
-def _direction(value: float | None, before: float | None) -> str:
-    """up, down, flat or n/a, the way the mart works out trend (rounded to 9 places)."""
-    if value is None or before is None:
-        return "n/a"
-    value, before = round(float(value), 9), round(float(before), 9)
-    return "up" if value > before else "down" if value < before else "flat"
 
 
 def _theme_label(theme: str) -> str:
