@@ -19,8 +19,7 @@ from pkpi.orchestration import (
     SEND_CHOICES,
     TIMEZONE,
     WRITER_POOL,
-    TransientFailuresOnly,
-    notify_engineers_of_failure,
+    default_task_args,
 )
 
 log = logging.getLogger("pkpi.dags.partnership_monthly")
@@ -65,18 +64,6 @@ Either way the data engineers in `PKPI_ENGINEER_EMAILS` get an email when a task
 failed for good. Fix the cause, then clear the failed task to carry on.
 """
 
-default_args = {
-    "owner": "partnership-data-team",
-    "retries": 3,
-    "retry_delay": timedelta(minutes=2),
-    "retry_exponential_backoff": 2.0,  # 2, 4, 8 minutes
-    "max_retry_delay": timedelta(minutes=30),
-    "retry_policy": TransientFailuresOnly(),
-    "execution_timeout": timedelta(minutes=30),
-    "on_failure_callback": notify_engineers_of_failure,
-}
-
-
 @dag(
     dag_id=DAG_ID,
     description="Partner returns to the partnership scorecard, once a month",
@@ -86,7 +73,7 @@ default_args = {
     start_date=datetime(2024, 4, 1),
     catchup=False,
     max_active_runs=1,
-    default_args=default_args,
+    default_args=default_task_args(execution_timeout=timedelta(minutes=30)),
     tags=["pkpi", "partner-returns", "scorecard", "monthly"],
     doc_md=DOC_MD,
     params={
@@ -117,17 +104,10 @@ def partnership_monthly():
     def ingest() -> dict:
         """Validate and load every return waiting in landing/; rejections are reported, not raised."""
         from pkpi.ingest import ingest_landing
-        from pkpi.orchestration import task_settings
+        from pkpi.orchestration import rejected_files, task_settings
 
         report = ingest_landing(task_settings())
-        fields = ("return_type", "partner_code", "period", "file_name", "status")
-        rejected = [{name: getattr(o, name) for name in fields} for o in report.rejected]
-        for item in rejected:
-            log.warning(
-                "Rejected %(file_name)s (%(return_type)s, %(partner_code)s, %(period)s): "
-                "its errors file and report are in quarantine/.",
-                item,
-            )
+        rejected = rejected_files(report)
         log.info("Ingest: %s.", report.summary())
         return {"accepted": len(report.accepted), "rejected": rejected}
 

@@ -93,6 +93,9 @@ def test_every_airflow_service_shares_one_configuration(services, name):
     assert values["PKPI_DATA_DIR"] == "/opt/pkpi/data"
     assert values["PKPI_PROJECT_DIR"] == "/opt/pkpi"
     assert "pkpi-data:/opt/pkpi/data" in service["volumes"]
+    # Reference data is the deployment's own, edited on the host: bind-mounted read-only.
+    assert "${PKPI_REFERENCE_HOST_DIR:-./seeds}:/opt/pkpi/reference:ro" in service["volumes"]
+    assert values["PKPI_REFERENCE_DIR"] == "/opt/pkpi/reference"
 
 
 def test_secrets_are_the_same_in_every_airflow_service(services):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import sys
 import uuid
@@ -342,23 +341,15 @@ def test_the_failure_alert_of_an_hourly_dag_names_no_reporting_period():
 
 @pytest.fixture(scope="module")
 def airflow_env(tmp_path_factory):
-    from support.airflow_stack import run_command
+    from support.airflow_stack import dags_test_environment, run_command
 
     from pkpi.demo import write_sample_returns
     from pkpi.settings import Settings
 
     root = tmp_path_factory.mktemp("assets-e2e")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKPI_", "AIRFLOW"))}
-    env.update({
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    env = dags_test_environment(root, REPO / "dags", SEEDS, {
         # Unpaused, so Airflow queues a mart build for each raw asset event (no scheduler runs here).
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "PKPI_DATA_DIR": str(root / "data"),
-        "PKPI_REFERENCE_DIR": str(SEEDS),
-        "GX_ANALYTICS_ENABLED": "False",
-        "NO_COLOR": "1",
     })
     settings = Settings.from_env({"PKPI_DATA_DIR": env["PKPI_DATA_DIR"], "PKPI_REFERENCE_DIR": str(SEEDS)})
     summary = write_sample_returns(settings, first_month="2026-02", last_month="2026-03")

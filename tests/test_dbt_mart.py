@@ -26,7 +26,6 @@ The fixture, in short (partners LA1, LA2, HLT, POL, OLD):
 
 from __future__ import annotations
 
-import math
 import re
 import shutil
 from datetime import datetime, timedelta
@@ -41,6 +40,9 @@ from pkpi.contracts import load_contracts
 from pkpi.periods import months_between
 from pkpi.settings import Settings
 from pkpi.warehouse import connect
+from support.catalogue import partnership_settings
+from support.numbers import close
+from support.spec import CATALOGUE_KPIS, SCORECARD_COLUMNS, SCORECARD_KPIS
 
 REPO = Path(__file__).resolve().parents[1]
 DBT_PROJECT = REPO / "dbt_project"
@@ -84,13 +86,6 @@ FIN_CONTRIBUTIONS_GBP,2024-25,1000,100
 lead@partnership.example,Pat Lead,Chair,true
 """,
 }
-
-
-def write_reference(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in REFERENCE.items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
 
 
 # --- the warehouse fixture ----------------------------------------------------------------------
@@ -228,8 +223,7 @@ def write_loads(settings: Settings, loads: list[dict]) -> None:
 
 
 def make_settings(root: Path) -> Settings:
-    reference = write_reference(root / "reference")
-    return Settings.from_env({"PKPI_DATA_DIR": str(root / "data"), "PKPI_REFERENCE_DIR": str(reference)})
+    return partnership_settings(root, REFERENCE)
 
 
 @pytest.fixture(scope="module")
@@ -262,12 +256,6 @@ def kv(con, kpi, grain, period, partner="ALL", dimension="total", value="total")
     ).fetchall()
     assert len(rows) == 1, f"expected one row for {kpi} {grain} {period} {partner} {dimension}={value}, got {rows}"
     return rows[0]
-
-
-def close(a, b):
-    if a is None or b is None:
-        return a is b
-    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
 
 
 def assert_kpi(con, kpi, grain, period, partner, numerator, denominator, value, dimension="total", dim_value="total"):
@@ -332,15 +320,11 @@ def test_dim_month_covers_whole_financial_years(mart):
 
 def test_dim_kpi_lists_the_whole_catalogue(mart):
     codes = {r[0] for r in mart.execute("select kpi_code from mart.dim_kpi").fetchall()}
-    assert codes == set(CATALOGUE)
+    assert codes == set(CATALOGUE_KPIS)
     on_scorecard = {r[0] for r in mart.execute("select kpi_code from mart.dim_kpi where on_scorecard").fetchall()}
-    assert on_scorecard >= {
-        "CON_CONTACTS", "CON_CONVERSION_PCT", "CON_REREFERRAL_12M_PCT", "TRN_ELEARN_COMPLETION_PCT",
-        "TRN_ATTENDANCES", "CDN_NOTIFICATIONS", "CDN_UNEXPECTED_JAR_PCT", "FIN_CONTRIBUTIONS_GBP",
-        "RET_ON_TIME_PCT",
-    }
+    assert on_scorecard >= SCORECARD_KPIS
     disclosive = {r[0] for r in mart.execute("select kpi_code from mart.dim_kpi where disclosive").fetchall()}
-    assert disclosive == {c for c in CATALOGUE if c.startswith("CDN_")}
+    assert disclosive == {c for c in CATALOGUE_KPIS if c.startswith("CDN_")}
     row = mart.execute(
         "select name, theme, unit, polarity, definition from mart.dim_kpi where kpi_code = 'CON_REREFERRAL_12M_PCT'"
     ).fetchone()
@@ -364,23 +348,13 @@ def test_kpi_definitions_are_plain_english_for_strategic_leads(mart):
         assert definition[:1].isupper() and definition.endswith("."), code
 
 
-CATALOGUE = {
-    "CON_CONTACTS", "CON_REFERRALS", "CON_CONVERSION_PCT", "CON_NFA_PCT", "CON_EARLY_HELP_PCT",
-    "CON_REREFERRAL_12M_PCT", "CON_PER_10K", "TRN_ELEARN_COMMENCED", "TRN_ELEARN_COMPLETED",
-    "TRN_ELEARN_COMPLETION_PCT", "TRN_ATTENDANCES", "TRN_DNA_PCT", "TRN_POSITIVE_IMPACT_PCT",
-    "CDN_NOTIFICATIONS", "CDN_UNDER_1_PCT", "CDN_UNEXPECTED_JAR_PCT", "FIN_CONTRIBUTIONS_GBP",
-    "FIN_GRANT_INCOME_GBP", "FIN_TOTAL_INCOME_GBP", "FIN_SHARE_PCT", "FIN_YOY_CHANGE_PCT",
-    "RET_ON_TIME_PCT", "RET_REJECTED",
-}
-
-
 def test_every_catalogue_kpi_is_in_kpi_values(mart):
     codes = {r[0] for r in mart.execute("select distinct kpi_code from mart.kpi_values").fetchall()}
-    assert codes == CATALOGUE
+    assert codes == CATALOGUE_KPIS
     grains = dict(mart.execute(
         "select kpi_code, string_agg(distinct period_grain, ',' order by period_grain) from mart.kpi_values group by 1"
     ).fetchall())
-    for code in CATALOGUE:
+    for code in CATALOGUE_KPIS:
         if code.startswith("FIN_") or code == "CON_PER_10K":
             assert grains[code] == "financial_year", code
         else:
@@ -700,12 +674,6 @@ def test_return_compliance_kpis(mart):
 # --- the scorecard ------------------------------------------------------------------------------
 
 
-SCORECARD_SPEC_COLUMNS = [
-    "period", "kpi_code", "kpi_name", "theme", "unit", "value", "fytd_value", "previous_month_value",
-    "same_month_last_year_value", "target", "polarity", "rag", "trend", "provisional", "suppressed",
-]
-
-
 def scorecard_row(con, period, kpi):
     cur = con.execute("select * from mart.scorecard where period = ? and kpi_code = ?", [period, kpi])
     names = [d[0] for d in cur.description]
@@ -716,7 +684,7 @@ def scorecard_row(con, period, kpi):
 
 def test_scorecard_has_section_five_columns_and_a_row_per_month_and_kpi(mart):
     cols = [d[0] for d in mart.execute("select * from mart.scorecard limit 0").description]
-    assert cols[: len(SCORECARD_SPEC_COLUMNS)] == SCORECARD_SPEC_COLUMNS
+    assert cols[: len(SCORECARD_COLUMNS)] == SCORECARD_COLUMNS
     periods = [r[0] for r in mart.execute("select distinct period from mart.scorecard order by 1").fetchall()]
     assert periods == months_between("2023-03", "2024-04")
     on_scorecard = mart.execute("select count(*) from mart.dim_kpi where on_scorecard").fetchone()[0]
@@ -828,7 +796,7 @@ def test_query_published_reads_with_or_without_schema(built):
     )
     assert columns == ["value"] and rows == [(7.0,)]
     columns, rows = query_published(settings, "select count(*) as n from mart.dim_kpi")
-    assert rows == [(len(CATALOGUE),)]
+    assert rows == [(len(CATALOGUE_KPIS),)]
     with pytest.raises(duckdb.Error):
         query_published(settings, "drop table kpi_values")
     # A Parquet export reads back the same rows.
@@ -1003,9 +971,11 @@ def test_complementary_suppression_protects_totals(tmp_path):
         ).fetchall()
     }
     assert state[("2024-05", "total", "total")] == (None, "small_count")
-    assert state[("2024-06", "total", "total")] == (None, "complement")
+    # The year is still in progress (no March yet): its figure is June's year to date, and next
+    # month's would give June away, so the year is hidden rather than another month.
+    assert state[("2024-25", "total", "total")] == (None, "complement")
     assert state[("2024-04", "total", "total")] == (10, None)
-    assert state[("2024-25", "total", "total")] == (21, None)
+    assert state[("2024-06", "total", "total")] == (8, None)
     assert state[("2024-04", "sex", "female")] == (None, "small_count")
     assert state[("2024-04", "sex", "male")] == (None, "complement")
     assert state[("2024-04", "sex", "not_known")] == (0, None)
@@ -1016,12 +986,60 @@ def test_complementary_suppression_protects_totals(tmp_path):
     )
     assert card["2024-04"] == (10, 10, None, False, "green", "n/a")
     # May is hidden; its year to date (13) would give it away next to April's 10, and so would
-    # June's (21), so both are hidden; June's own value is a complement of May. A hidden value's
+    # June's (21) next to June's 8, so every year to date from May on is hidden. A hidden value's
     # RAG and trend would hint at it, so they read grey and n/a.
     assert card["2024-05"] == (None, None, 10, True, "grey", "n/a")
-    assert card["2024-06"] == (None, None, None, True, "grey", "n/a")
-    assert hidden >= 6
+    assert card["2024-06"] == (8, None, None, True, "green", "n/a")
+    assert hidden >= 5
     con.close()
+
+
+def _control_year(monthly: dict[str, int]) -> dict[str, tuple]:
+    """Publish one KPI's months and financial year; return {period: (value, reason)}."""
+    from pkpi.publishing import apply_disclosure_control
+
+    con = duckdb.connect()  # in memory
+    con.execute("create schema mart")
+    con.execute("create table mart.dim_kpi as select 'CDN_NOTIFICATIONS' as kpi_code, 'count' as unit, true as disclosive")
+    con.execute("create table mart.dim_month (month varchar, financial_year varchar)")
+    con.executemany("insert into mart.dim_month values (?, '2024-25')", [[m] for m in monthly])
+    con.execute(
+        "create table mart.kpi_values (kpi_code varchar, period_grain varchar, period varchar, partner_code varchar, "
+        "dimension varchar, dimension_value varchar, numerator double, denominator double, value double, disclosive boolean)"
+    )
+    rows = [("month", m, n) for m, n in monthly.items()] + [("financial_year", "2024-25", sum(monthly.values()))]
+    con.executemany(
+        "insert into mart.kpi_values values ('CDN_NOTIFICATIONS', ?, ?, 'ALL', 'total', 'total', ?, null, ?, true)",
+        [(g, p, n, n) for g, p, n in rows],
+    )
+    con.execute(
+        "create table mart.scorecard (period varchar, kpi_code varchar, unit varchar, value double, fytd_value double, "
+        "previous_month_value double, same_month_last_year_value double, rag varchar, trend varchar, "
+        "financial_year varchar, value_grain varchar, numerator double, denominator double, fytd_numerator double, "
+        "fytd_denominator double, disclosive boolean)"
+    )
+    apply_disclosure_control(con, "mart", 5)
+    out = {r[0]: (r[1], r[2]) for r in con.execute("select period, value, suppression_reason from mart.kpi_values").fetchall()}
+    con.close()
+    return out
+
+
+def test_a_complete_year_is_shown_only_when_the_months_after_the_first_hidden_one_protect_it():
+    year = months_between("2024-04", "2025-03")
+    # November's 2 is hidden. The year to date was published every month up to October, so only
+    # the months from November on can cover it: December (the smallest) is hidden with it, and the
+    # year's 68 can then be shown. April's 6, smaller than nothing after it, stays shown.
+    state = _control_year({m: (2 if m == "2024-11" else 6) for m in year})
+    assert state["2024-11"] == (None, "small_count")
+    assert state["2024-12"] == (None, "complement")
+    assert state["2024-25"] == (68, None)
+    assert [m for m in year if state[m][0] is None] == ["2024-11", "2024-12"]
+    # March's 3 is hidden and nothing comes after it: the year minus February's year to date
+    # would give March away, so the year is hidden.
+    state = _control_year({m: (3 if m == "2025-03" else 6) for m in year})
+    assert state["2025-03"] == (None, "small_count")
+    assert state["2024-25"] == (None, "complement")
+    assert [m for m in year if state[m][0] is None] == ["2025-03"]
 
 
 # --- building again: read-only project, a reporting month, full refresh, failures ---------------

@@ -9,36 +9,18 @@ is enough to send.
 from __future__ import annotations
 
 import re
-import shutil
 
-import pytest
 from aiosmtpd.controller import Controller
 
 from pkpi import mailer
 from pkpi.delivery import deliver_scorecard
-from pkpi.scorecard import produce_scorecard
-from pkpi.settings import SmtpSettings
-from support.mart_fixture import ACTIVE_RECIPIENTS, PERIOD, build_mart, make_settings
-from support.smtp import HOST, Received, free_port, smtp_server  # noqa: F401 - fixture
-
-
-@pytest.fixture(scope="module")
-def produced_data(tmp_path_factory):
-    settings = make_settings(tmp_path_factory.mktemp("delivery"))
-    build_mart(settings)
-    produce_scorecard(settings, PERIOD)
-    return settings
-
-
-@pytest.fixture
-def settings(produced_data, tmp_path):
-    shutil.copytree(produced_data.data_dir, tmp_path / "data")
-    return produced_data.with_overrides(data_dir=tmp_path / "data")
+from support.delivery import produced_data, settings  # noqa: F401,F811 - fixtures
+from support.mart_fixture import ACTIVE_RECIPIENTS, PERIOD
+from support.smtp import HOST, Received, free_port, smtp_server, smtp_settings  # noqa: F401 - fixture
 
 
 def _smtp(settings, port, **changes):
-    smtp = SmtpSettings(host=HOST, port=port, timeout_seconds=5, retries=2, retry_delay_seconds=0, **changes)
-    return settings.with_overrides(smtp=smtp)
+    return smtp_settings(settings, port, retries=2, **changes)
 
 
 def test_the_email_reads_well_without_its_attachments(settings, smtp_server):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import email
-import os
 import subprocess
 import sys
 from email import policy
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SEEDS
-from support.airflow_stack import run_command
+from support.airflow_stack import dags_test_environment, run_command
 
 pytestmark = pytest.mark.e2e
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -36,16 +35,7 @@ def monthly_run(tmp_path_factory):
     from pkpi.settings import Settings
 
     root = tmp_path_factory.mktemp("e2e")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKPI_", "AIRFLOW"))}
-    env.update({
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PKPI_DATA_DIR": str(root / "data"),
-        "PKPI_REFERENCE_DIR": str(SEEDS),
-        "GX_ANALYTICS_ENABLED": "False",
-        "NO_COLOR": "1",
-    })
+    env = dags_test_environment(root, REPO / "dags", SEEDS)
     settings = Settings.from_env({"PKPI_DATA_DIR": env["PKPI_DATA_DIR"], "PKPI_REFERENCE_DIR": str(SEEDS)})
     summary = write_sample_returns(settings, first_month="2026-01", last_month="2026-03")
     migrate = _run([AIRFLOW, "db", "migrate"], env, timeout=300)

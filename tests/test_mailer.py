@@ -15,31 +15,14 @@ from pypdf import PdfReader
 
 from pkpi import mailer
 from pkpi.delivery import deliver_scorecard
-from pkpi.scorecard import produce_scorecard
 from pkpi.settings import SmtpSettings
-from support.mart_fixture import ACTIVE_RECIPIENTS, INACTIVE_RECIPIENT, PERIOD, build_mart, make_settings
-from support.smtp import free_port, running_smtp_server, smtp_server  # noqa: F401,F811 - fixture
-
-
-@pytest.fixture(scope="module")
-def produced_data(tmp_path_factory):
-    """A data folder with the mart and the produced March 2026 scorecard, built once."""
-    settings = make_settings(tmp_path_factory.mktemp("base"))
-    build_mart(settings)
-    produce_scorecard(settings, PERIOD)
-    return settings
-
-
-@pytest.fixture
-def settings(produced_data, tmp_path):
-    """A private copy of the produced data folder (no SMTP: the outbox)."""
-    shutil.copytree(produced_data.data_dir, tmp_path / "data")
-    return produced_data.with_overrides(data_dir=tmp_path / "data")
+from support.delivery import produced_data, settings  # noqa: F401,F811 - fixtures
+from support.mart_fixture import ACTIVE_RECIPIENTS, INACTIVE_RECIPIENT, PERIOD, make_settings
+from support.smtp import free_port, running_smtp_server, smtp_server, smtp_settings  # noqa: F401,F811 - fixture
 
 
 def _smtp(settings, port, **changes):
-    smtp = SmtpSettings(host="127.0.0.1", port=port, timeout_seconds=5, retries=1, retry_delay_seconds=0, **changes)
-    return settings.with_overrides(smtp=smtp)
+    return smtp_settings(settings, port, retries=1, **changes)
 
 
 def _ledger(settings, kind="scorecard"):

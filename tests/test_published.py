@@ -9,7 +9,6 @@ DuckDB Python API opened read-only, as ``duckdb -readonly data/published/kpi_mar
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import duckdb
@@ -19,6 +18,7 @@ from pkpi.build import PUBLISHED_TABLES, docs_dir, generate_docs, publish, query
 from pkpi.disclosure import DisclosureControl, is_disclosive
 from pkpi.warehouse import connect
 from support.catalogue import built_catalogue
+from support.numbers import close
 
 RECORD_LEVEL_COLUMNS = {"child_id", "contact_id", "notification_id", "record_id", "load_id", "source_row",
                         "record_key", "referral_date", "notification_date", "contact_date", "event_date"}
@@ -115,10 +115,6 @@ def _mart_and_published(settings, path):
     return mart, published
 
 
-def _same(a, b):
-    return (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, abs_tol=1e-9))
-
-
 def assert_controlled_as_pkpi_disclosure_says(mart, published, threshold):
     """The published kpi_values follow pkpi.disclosure exactly: its rule decides which rows are
     disclosive; every figure its primary rule hides is hidden; nothing non-disclosive changes."""
@@ -136,7 +132,7 @@ def assert_controlled_as_pkpi_disclosure_says(mart, published, threshold):
             assert reason in ("small_count", "small_base", "complement"), key
         else:
             assert reason is None, key
-            assert _same(p_num, numerator) and _same(p_den, denominator) and _same(p_value, value), key
+            assert close(p_num, numerator) and close(p_den, denominator) and close(p_value, value), key
 
 
 def test_published_figures_follow_pkpi_disclosure(built, published_path):

@@ -28,9 +28,8 @@ from pkpi.reminders import (
     send_reminders,
     summarise,
 )
-from pkpi.settings import SmtpSettings
 from pkpi.warehouse import connect
-from support.smtp import free_port, smtp_server  # noqa: F401 - fixture
+from support.smtp import free_port, smtp_server, smtp_settings  # noqa: F401 - fixture
 
 # On 12 April 2026 the March returns are due on 10 April (contacts) and 15 April (the rest).
 TODAY = date(2026, 4, 12)
@@ -150,8 +149,7 @@ def test_a_new_installation_only_reminds_of_recent_returns(settings):
 
 
 def _smtp(settings, port):
-    return settings.with_overrides(smtp=SmtpSettings(host="127.0.0.1", port=port, timeout_seconds=5,
-                                                     retries=0, retry_delay_seconds=0))
+    return smtp_settings(settings, port, retries=0)
 
 
 def test_each_partner_gets_its_reminder_by_email_once(settings, smtp_server):

@@ -16,3 +16,19 @@
     where load_id not in (select distinct load_id from {{ this }})
     {%- endif -%}
 {%- endmacro %}
+
+{#- A whole record-level fact: int_<return_type>_current made incremental as above. Its columns,
+    their order and types are the model's enforced contract (_marts.yml), which dbt checks the
+    select against and creates the table from. -#}
+{% macro incremental_fact(return_type) -%}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='append',
+    on_schema_change='fail',
+    pre_hook="{{ delete_superseded_loads('" ~ return_type ~ "') }}"
+) }}
+-- depends_on: {{ ref('int_latest_returns') }}
+select *
+from {{ ref('int_' ~ return_type ~ '_current') }}
+{{ only_new_loads() }}
+{%- endmacro %}

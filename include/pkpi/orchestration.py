@@ -16,7 +16,8 @@ decided by these functions:
 - :func:`default_task_args`: the retry, timeout and alerting settings every DAG's tasks share.
 - :func:`run_day` and :func:`ingest_summary`: small helpers the partner returns DAGs share
   (``partner_returns_ingest``, ``partnership_mart_build``, ``partner_return_reminders``; see
-  docs/orchestration.md).
+  docs/orchestration.md); :func:`rejected_files`, the part of an ingest summary the monthly
+  DAG returns too.
 
 This module is imported when the DAG file is parsed, so it imports nothing heavy at the top:
 no DuckDB, dbt or pandas.
@@ -241,9 +242,9 @@ def run_day(context: Mapping[str, Any]) -> date:
     return moment
 
 
-def ingest_summary(report: Any) -> dict[str, Any]:
-    """What an ingest task returns (and logs): counts, and each rejected file's return, partner,
-    period and name, never its contents. ``report`` is a :class:`pkpi.ingest.IngestReport`."""
+def rejected_files(report: Any) -> list[dict[str, Any]]:
+    """Each file an ingest rejected, logged as a warning: its return, partner, period and name,
+    never its contents. ``report`` is a :class:`pkpi.ingest.IngestReport`."""
     fields = ("return_type", "partner_code", "period", "file_name", "status")
     rejected = [{name: getattr(o, name) for name in fields} for o in report.rejected]
     for item in rejected:
@@ -252,9 +253,15 @@ def ingest_summary(report: Any) -> dict[str, Any]:
             "its errors file and report are in quarantine/.",
             item,
         )
+    return rejected
+
+
+def ingest_summary(report: Any) -> dict[str, Any]:
+    """What an ingest task returns (and logs): counts, and the :func:`rejected_files`.
+    ``report`` is a :class:`pkpi.ingest.IngestReport`."""
     return {
         "accepted": len(report.accepted),
-        "rejected": rejected,
+        "rejected": rejected_files(report),
         "duplicates": len(report.duplicates),
         "changed_return_types": sorted(report.changed_return_types),
     }

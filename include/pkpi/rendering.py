@@ -43,7 +43,7 @@ RAG = {
     "grey": RagStyle("Grey", "○", "#b1b4b6", "#0b0c0c", "not rated"),
 }
 TREND = {"up": "↑ Up", "down": "↓ Down", "flat": "→ No change", "n/a": "– No trend"}
-SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+SUPERSCRIPT = str.maketrans("abcdefgh", "ᵃᵇᶜᵈᵉᶠᵍʰ")
 # Percentages are stored in the workbook as fractions (23.4% is 0.234), the way Excel keeps
 # them, so they calculate correctly; the other units as the number itself.
 NUMBER_FORMATS = {

@@ -10,8 +10,13 @@ builds one disclosure-controlled :class:`Scorecard`, and writes from it, into
 - ``email/body.html`` and ``email/body.txt`` plus ``manifest.json``: the email version, which
   :mod:`pkpi.delivery` sends without going back to the warehouse.
 
-Renderers only ever see :class:`~pkpi.disclosure.Figure` objects, so a hidden number cannot
-reach any of these files. Rerunning overwrites the same files.
+Disclosure control: each figure goes through the primary rule of :mod:`pkpi.disclosure`, and is
+hidden as well wherever :func:`pkpi.publishing.decide`, run over the whole mart, hides it in the
+published copy (complementary suppression across months, years and breakdowns; a year to date
+once any month it covers is hidden). So every month's scorecard hides the same figures, and no
+figure hidden in one can be worked out from another. Renderers only ever see
+:class:`~pkpi.disclosure.Figure` objects, so a hidden number cannot reach any of these files.
+Rerunning overwrites the same files.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cached_property
 from pathlib import Path
@@ -36,9 +41,12 @@ from .periods import (
     parse_month,
     shift_month,
 )
+from .publishing import Decisions, decide_from_mart
 from .reference import ReferenceDataError, load_reference
 from .settings import Settings
 from .warehouse import connect
+
+NOTE_MARKS = "abcdefgh"  # footnote marks, one per disclosure reason in use
 
 SCORECARD_COLUMNS = (
     "period", "kpi_code", "kpi_name", "theme", "unit", "value", "fytd_value",
@@ -248,20 +256,23 @@ class Scorecard:
 
     @cached_property
     def reasons(self) -> list[Reason]:
-        """The reasons used anywhere in this scorecard, in a fixed order (footnote numbers)."""
+        """The reasons used anywhere in this scorecard, in a fixed order (footnote marks)."""
         used = {f.reason for row in self.rows for f in row.figures + tuple(p.figure for p in row.series) if f.hidden}
         used |= {f.reason for y in self.child_deaths_by_year for f in (*y.parts.values(), y.total) if f.hidden}
         return [r for r in Reason if r in used]
 
-    def note_number(self, figure: Figure) -> int | None:
-        """The footnote number of a hidden figure, else None."""
+    def note_number(self, figure: Figure) -> str | None:
+        """The footnote mark of a hidden figure ("a", "b", ...), else None.
+
+        Letters, not digits: a hidden count of 3 marked with note 3 would read "<5 3" as text.
+        """
         if not figure.hidden:
             return None
-        return self.reasons.index(figure.reason) + 1
+        return NOTE_MARKS[self.reasons.index(figure.reason)]
 
-    def footnotes(self) -> list[tuple[int, str]]:
+    def footnotes(self) -> list[tuple[str, str]]:
         control = DisclosureControl(self.threshold)
-        return [(i + 1, control.footnote(r)) for i, r in enumerate(self.reasons)]
+        return [(NOTE_MARKS[i], control.footnote(r)) for i, r in enumerate(self.reasons)]
 
     @property
     def rag_counts(self) -> dict[str, int]:
@@ -369,16 +380,23 @@ class _MartExtract:
     deaths_by_year: dict[tuple[str, str], float]  # (financial_year, death_type) -> count
     gaps: list[dict]
     latest_period: str | None
+    # What the published copy hides, worked out over the whole mart (every month and year), so
+    # that this month's scorecard hides the same figures as every other month's and as the
+    # published copy: one scorecard at a time, a figure hidden here could be shown elsewhere.
+    decisions: Decisions | None = None
 
 
-def _read_mart(settings: Settings, period: str) -> _MartExtract:
+def _read_mart(settings: Settings, period: str, threshold: int) -> _MartExtract:
     if not settings.warehouse_path.exists():
         raise ScorecardError(
             f"There is no warehouse at {settings.warehouse_path} yet, so there is no scorecard "
             f"for {period}. Run `pkpi ingest` and then `pkpi build` first."
         )
     with connect(settings, read_only=True) as con:
-        return _extract(con, period)
+        extract = _extract(con, period)
+        if extract.rows:
+            extract = replace(extract, decisions=decide_from_mart(con, threshold))
+        return extract
 
 
 def _extract(con: duckdb.DuckDBPyConnection, period: str) -> _MartExtract:
@@ -533,8 +551,16 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         _first(row.get("denominator"), observations[period].denominator),
     )
 
-    def controlled(obs: _Observation) -> Figure:
-        return control.figure(obs.value, unit, disclosive, obs.numerator, obs.denominator)
+    decisions = extract.decisions
+    decided = decisions.row(period, code) if decisions else {}
+
+    def controlled(obs: _Observation, grain: str | None = None, at: str | None = None) -> Figure:
+        """The primary rule here, then whatever the mart-wide decisions hide as well."""
+        figure = control.figure(obs.value, unit, disclosive, obs.numerator, obs.denominator)
+        if figure.hidden or not disclosive or decisions is None or grain is None:
+            return figure
+        reason = decisions.kpi(code, grain, at)
+        return control.hidden(unit, reason) if reason else figure
 
     fytd_obs = _fytd_observation(extract, code, period, row.get("fytd_value"))
     fytd = controlled(_Observation(
@@ -542,16 +568,10 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         _first(row.get("fytd_numerator"), fytd_obs.numerator),
         _first(row.get("fytd_denominator"), fytd_obs.denominator),
     ))
-    monthly = {m: controlled(o) for m, o in observations.items()}
-    if disclosive and unit == "count":
-        # The months of this financial year add up to the published FYTD: protect them together.
-        this_year = [m for m in window if m >= parse_financial_year(fy).start.strftime("%Y-%m")]
-        protected = control.protect_parts(
-            {m: monthly[m] for m in this_year},
-            {m: observations[m].value for m in this_year},
-            total_published=not fytd.hidden and fytd.value is not None,
-        )
-        monthly.update(protected)
+    if not fytd.hidden and "fytd_value" in decided:
+        # Hidden once any month it adds up is (consecutive scorecards would give the month away).
+        fytd = control.hidden(unit, decided["fytd_value"])
+    monthly = {m: controlled(o, "month", m) for m, o in observations.items()}
 
     if has_months:
         grain = "month"
@@ -561,8 +581,13 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         grain = "financial_year"
         fys = [_fy_shift(fy, -i) for i in range(FIVE_YEARS - 1, -1, -1)]
         series = tuple(
-            SeriesPoint(y, y, controlled(extract.years.get((code, y), _Observation()))) for y in fys
+            SeriesPoint(y, y, controlled(extract.years.get((code, y), _Observation()), "financial_year", y))
+            for y in fys
         )
+    # The row's own figures: hidden wherever the published scorecard hides them.
+    for column, month in (("value", period), ("previous_month_value", previous), ("same_month_last_year_value", last_year)):
+        if column in decided and not monthly[month].hidden:
+            monthly[month] = control.hidden(unit, decided[column])
 
     value = monthly[period]
     previous_figure = monthly[previous]
@@ -607,8 +632,18 @@ def _theme_label(theme: str) -> str:
     return theme[:1].upper() + theme[1:]
 
 
+def _decided(control: DisclosureControl, decisions: Decisions | None, figure: Figure, year: str,
+             dimension: str = "total", value: str = "total") -> Figure:
+    """A child death figure for a financial year, hidden too where the published copy hides it."""
+    if figure.hidden or decisions is None:
+        return figure
+    reason = decisions.kpi("CDN_NOTIFICATIONS", "financial_year", year, dimension, value)
+    return control.hidden(figure.unit, reason) if reason else figure
+
+
 def _child_death_years(control: DisclosureControl, extract: _MartExtract, period: str) -> tuple[ChildDeathYear, ...]:
     fy = _fy_of(period)
+    decisions = extract.decisions
     out = []
     for i in range(FIVE_YEARS - 1, -1, -1):
         year = _fy_shift(fy, -i)
@@ -623,13 +658,20 @@ def _child_death_years(control: DisclosureControl, extract: _MartExtract, period
             else:
                 raw[t] = extract.deaths_by_year.get((year, t))
         has_data = any(v is not None for v in raw.values())
-        parts = {t: control.figure(raw[t], "count", True) for t in DEATH_TYPES}
-        if any(f.hidden for f in parts.values()):
-            # The year's total is published (this scorecard's FYTD, annual reports), and the
-            # other KPIs constrain the split (the JAR percentage hints at the unexpected count),
-            # so hiding one part is not enough: the whole split is withheld for that year.
+        parts = {t: _decided(control, decisions, control.figure(raw[t], "count", True), year, "death_type", t)
+                 for t in DEATH_TYPES}
+        total = _decided(control, decisions, control.figure(_sum(list(raw.values())), "count", True), year)
+        if end == period and not total.hidden and decisions is not None:
+            # A year still in progress counts to this month: its total is this month's year to
+            # date, hidden wherever the scorecard row hides that.
+            reason = decisions.row(period, "CDN_NOTIFICATIONS").get("fytd_value")
+            total = control.hidden("count", reason) if reason else total
+        if total.hidden or any(f.hidden for f in parts.values()):
+            # With the total shown, one hidden part is given away by the others; the other KPIs
+            # constrain the split too (the JAR percentage hints at the unexpected count). With
+            # the total hidden, the parts would add up to it. Either way the whole split is
+            # withheld for that year.
             parts = {t: f if f.hidden else control.hidden("count", Reason.COMPLEMENT) for t, f in parts.items()}
-        total = control.figure(_sum(list(raw.values())), "count", True)
         label = f"{year} (to {_short_month(period)})" if end == period and not period.endswith("-03") else year
         out.append(ChildDeathYear(year, label, parts, total, has_data))
     return tuple(out)
@@ -656,7 +698,8 @@ def _gaps(settings: Settings, extract: _MartExtract) -> tuple[ReturnGap, ...]:
 def build_scorecard(settings: Settings, period: str) -> Scorecard:
     """Read the mart for ``period`` and return the disclosure-controlled scorecard model."""
     parse_month(period)
-    extract = _read_mart(settings, period)
+    control = DisclosureControl.from_settings(settings)
+    extract = _read_mart(settings, period, control.threshold)
     if not extract.rows:
         latest = f" The latest month in the mart is {extract.latest_period}." if extract.latest_period else ""
         raise ScorecardError(
@@ -664,7 +707,6 @@ def build_scorecard(settings: Settings, period: str) -> Scorecard:
             f"built into it.{latest} Run `pkpi ingest` and `pkpi build` first, or choose a month "
             "that has returns."
         )
-    control = DisclosureControl.from_settings(settings)
     gaps = _gaps(settings, extract)
     rows = tuple(
         _build_row(control, extract, r, period, gaps)

@@ -173,9 +173,22 @@ class AirflowStack:
 
     # -- commands -----------------------------------------------------------------------
 
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        """Run ``airflow <args>`` against this stack's metadata database; raises when it fails."""
-        return run_command([AIRFLOW, *args], self.env, timeout=timeout, cwd=self.root)
+    def cli(self, *args: str, timeout: float = 300, attempts: int = 3) -> subprocess.CompletedProcess:
+        """Run ``airflow <args>`` against this stack's metadata database; raises when it fails.
+
+        SQLite (this test deployment's metadata database, never production's) refuses a write at
+        once, whatever the busy timeout, when the writing transaction began by reading while
+        another process (the scheduler, say) was writing: "database is locked". The command's
+        transaction is rolled back, so it is run again, up to ``attempts`` times in all.
+        """
+        for attempt in range(1, attempts + 1):
+            result = run_command([AIRFLOW, *args], self.env, timeout=timeout, cwd=self.root, check=False)
+            if result.returncode == 0 or "database is locked" not in result.stdout or attempt == attempts:
+                break
+            time.sleep(2 * attempt)
+        if result.returncode != 0:
+            raise AirflowStackError(f"{' '.join(result.args)} exited with status {result.returncode}:\n{result.stdout[-4000:]}")
+        return result
 
     def start(self, timeout: float = 240) -> None:
         """Start the API server, DAG processor and scheduler and wait until all are healthy."""
@@ -365,6 +378,30 @@ def run_command(args: list[str], env: Mapping[str, str], timeout: float, cwd: Pa
     return result
 
 
+def _own_environment() -> dict[str, str]:
+    """This process's environment without the developer's own ``AIRFLOW*`` and ``PKPI_*``
+    variables, so that nothing outside a test's temporary folder is read or written."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PKPI_", "AIRFLOW"))}
+
+
+def dags_test_environment(root: Path, dags_folder: Path, reference_dir: Path,
+                          extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``airflow dags test`` runs (no stack): Airflow's home and pkpi's data
+    folder in ``root``, the DAGs of ``dags_folder``, the reference data of ``reference_dir``."""
+    env = _own_environment()
+    env.update({
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "PKPI_DATA_DIR": str(root / "data"),
+        "PKPI_REFERENCE_DIR": str(reference_dir),
+        "GX_ANALYTICS_ENABLED": "False",
+        "NO_COLOR": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
 def stack_environment(root: Path, dags_folder: Path, port: int, password_file: Path,
                       extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every component (and every ``airflow`` command) of the stack runs with.
@@ -372,7 +409,7 @@ def stack_environment(root: Path, dags_folder: Path, port: int, password_file: P
     The developer's own ``AIRFLOW*`` and ``PKPI_*`` variables are left out so that nothing
     outside the temporary folder is read or written.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PKPI_", "AIRFLOW"))}
+    env = _own_environment()
     home = root / "airflow"
     env.update({
         "AIRFLOW_HOME": str(home),

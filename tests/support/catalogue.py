@@ -202,12 +202,21 @@ REDROP = ReturnFile("child_deaths/HBB/2025-03/hbb_cdop_2025-03_again.csv", "2025
                     RETURNS[12].text)
 
 
-def write_reference(folder: Path, files: dict[str, str] = REFERENCE) -> Path:
+def write_reference(folder: Path, files: dict[str, str]) -> Path:
     """Write a reference folder (partner-returns.md section 4) from file name -> CSV text."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")
     return folder
+
+
+def partnership_settings(root: Path, reference: dict[str, str]) -> Settings:
+    """Settings for a fresh data folder under ``root``, with a reference folder written there
+    from ``reference`` (file name -> CSV text)."""
+    return Settings.from_env({
+        "PKPI_DATA_DIR": str(root / "data"),
+        "PKPI_REFERENCE_DIR": str(write_reference(root / "reference", reference)),
+    })
 
 
 def received(text: str) -> float:
@@ -236,10 +245,7 @@ class Built:
 def ingest_and_build(root: Path, reference: dict[str, str], files: list[ReturnFile],
                      today: date = TODAY) -> Built:
     """Write a reference folder and returns under ``root``, ingest them, build the mart."""
-    settings = Settings.from_env({
-        "PKPI_DATA_DIR": str(root / "data"),
-        "PKPI_REFERENCE_DIR": str(write_reference(root / "reference", reference)),
-    })
+    settings = partnership_settings(root, reference)
     drop_returns(settings.landing_dir, files)
     report = ingest_landing(settings, today=today)
     return Built(settings, report, build_mart(settings))

@@ -147,7 +147,7 @@ def build_mart(settings: Settings) -> Path:
     """Create the warehouse at ``settings`` with the mart tables filled as described above."""
     with connect(settings) as con:
         con.execute("CREATE SCHEMA IF NOT EXISTS mart")
-        for table in ("scorecard", "kpi_values", "dim_kpi", "fct_return_submissions"):
+        for table in ("scorecard", "kpi_values", "dim_kpi", "dim_month", "fct_return_submissions"):
             con.execute(f"DROP TABLE IF EXISTS mart.{table}")
         con.execute("""
             CREATE TABLE mart.dim_kpi (kpi_code VARCHAR PRIMARY KEY, name VARCHAR, theme VARCHAR,
@@ -157,10 +157,15 @@ def build_mart(settings: Settings) -> Path:
             "INSERT INTO mart.dim_kpi VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(c, n, t, u, p, c not in NOT_ON_SCORECARD, d, df) for c, n, t, u, p, d, df in CATALOGUE],
         )
+        con.execute("CREATE TABLE mart.dim_month (month VARCHAR PRIMARY KEY, financial_year VARCHAR)")
+        con.executemany(
+            "INSERT INTO mart.dim_month VALUES (?, ?)",
+            [(m, financial_year_label(parse_month(m).start)) for m in MONTHS],
+        )
         con.execute("""
             CREATE TABLE mart.kpi_values (kpi_code VARCHAR, period_grain VARCHAR, period VARCHAR,
               partner_code VARCHAR, dimension VARCHAR, dimension_value VARCHAR,
-              numerator DOUBLE, denominator DOUBLE, value DOUBLE)
+              numerator DOUBLE, denominator DOUBLE, value DOUBLE, disclosive BOOLEAN)
         """)
         values = []
         for code, *_ in CATALOGUE:
@@ -175,7 +180,11 @@ def build_mart(settings: Settings) -> Path:
         for month in MONTHS:
             for death_type, n in zip(("expected", "unexpected", "not_known"), deaths(month)):
                 values.append(("CDN_NOTIFICATIONS", "month", month, "ALL", "death_type", death_type, n, None, n))
-        con.executemany("INSERT INTO mart.kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+        disclosive = {c for c, *_, d, _ in CATALOGUE if d}
+        con.executemany(
+            "INSERT INTO mart.kpi_values VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*v, v[0] in disclosive) for v in values],
+        )
 
         con.execute("""
             CREATE TABLE mart.fct_return_submissions (return_type VARCHAR, partner_code VARCHAR,
@@ -190,7 +199,9 @@ def build_mart(settings: Settings) -> Path:
             CREATE TABLE mart.scorecard (period VARCHAR, kpi_code VARCHAR, kpi_name VARCHAR,
               theme VARCHAR, unit VARCHAR, value DOUBLE, fytd_value DOUBLE,
               previous_month_value DOUBLE, same_month_last_year_value DOUBLE, target DOUBLE,
-              polarity VARCHAR, rag VARCHAR, trend VARCHAR, provisional BOOLEAN, suppressed BOOLEAN)
+              polarity VARCHAR, rag VARCHAR, trend VARCHAR, provisional BOOLEAN, suppressed BOOLEAN,
+              financial_year VARCHAR, value_grain VARCHAR, fytd_numerator DOUBLE,
+              fytd_denominator DOUBLE, disclosive BOOLEAN)
         """)
         rows = []
         for month in months_between("2025-04", PERIOD):
@@ -209,8 +220,11 @@ def build_mart(settings: Settings) -> Path:
                     target[0] if target else None, polarity,
                     _rag(value if value is not None else (fytd.value if fytd else None), target, polarity),
                     _trend(value, previous), provisional, small,
+                    financial_year_label(parse_month(month).start),
+                    "financial_year" if code.startswith("FIN_") else "month",
+                    fytd.numerator if fytd else None, fytd.denominator if fytd else None, disclosive,
                 ))
-        con.executemany(f"INSERT INTO mart.scorecard VALUES ({', '.join('?' * 15)})", rows)
+        con.executemany(f"INSERT INTO mart.scorecard VALUES ({', '.join('?' * 20)})", rows)
     return settings.warehouse_path
 
 

@@ -1,7 +1,8 @@
 """A real SMTP server (aiosmtpd) on 127.0.0.1 for the delivery tests.
 
 ``smtp_server`` is a pytest fixture: import it into a test module to use it. The server keeps
-every message it receives, with its envelope, so tests can check what a recipient would get.
+every message it receives, with its envelope, so tests can check what a recipient would get;
+:func:`smtp_settings` points the platform's settings at it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from pkpi.settings import Settings, SmtpSettings
+
 HOST = "127.0.0.1"
 
 
@@ -26,6 +29,13 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def smtp_settings(settings: Settings, port: int, *, retries: int, **changes) -> Settings:
+    """``settings`` sending through the server on ``port`` of 127.0.0.1, with a short timeout and
+    no wait between attempts."""
+    smtp = SmtpSettings(host=HOST, port=port, timeout_seconds=5, retries=retries, retry_delay_seconds=0, **changes)
+    return settings.with_overrides(smtp=smtp)
 
 
 @dataclass
