@@ -15,7 +15,7 @@ export NO_COLOR := 1
 export GX_ANALYTICS_ENABLED := False
 DEMO_LOGICAL_DATE ?= 2026-04-20
 
-.PHONY: setup demo test lock docs clean airflow-init
+.PHONY: setup demo test lock docs clean airflow-init screenshots
 setup: $(VENV)/.installed
 
 .tools/bin/uv:
@@ -53,3 +53,15 @@ docs: setup
 
 clean:
 	rm -rf data .airflow dbt_project/target dbt_project/logs dbt_project/dbt_packages
+
+# Screenshots of the demo scorecard for the docs (needs a Chromium; not part of `make test`).
+CHROMIUM ?= $(shell command -v chromium || command -v chromium-browser || command -v google-chrome)
+SCREENSHOT_FLAGS := --headless --no-sandbox --disable-gpu --hide-scrollbars --no-first-run \
+  --disable-background-networking --disable-component-update --disable-sync
+screenshots:
+	@test -n "$(CHROMIUM)" || (echo "No Chromium found: set CHROMIUM=/path/to/chromium"; exit 1)
+	@test -f $(PKPI_DATA_DIR)/exports/2026-03/scorecard.html || (echo "Run make demo first."; exit 1)
+	$(CHROMIUM) $(SCREENSHOT_FLAGS) --user-data-dir=$$(mktemp -d) --window-size=390,2400 \
+	  --screenshot=$(CURDIR)/docs/images/scorecard-phone.png file://$(PKPI_DATA_DIR)/exports/2026-03/scorecard.html
+	$(CHROMIUM) $(SCREENSHOT_FLAGS) --user-data-dir=$$(mktemp -d) --window-size=1100,1500 \
+	  --screenshot=$(CURDIR)/docs/images/scorecard-desktop.png file://$(PKPI_DATA_DIR)/exports/2026-03/scorecard.html
