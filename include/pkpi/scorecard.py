@@ -557,10 +557,9 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
     def controlled(obs: _Observation, grain: str | None = None, at: str | None = None) -> Figure:
         """The primary rule here, then whatever the mart-wide decisions hide as well."""
         figure = control.figure(obs.value, unit, disclosive, obs.numerator, obs.denominator)
-        if figure.hidden or not disclosive or decisions is None or grain is None:
+        if not disclosive or decisions is None or grain is None:
             return figure
-        reason = decisions.kpi(code, grain, at)
-        return control.hidden(unit, reason) if reason else figure
+        return _also_hidden(control, figure, decisions.kpi(code, grain, at))
 
     fytd_obs = _fytd_observation(extract, code, period, row.get("fytd_value"))
     fytd = controlled(_Observation(
@@ -568,9 +567,8 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         _first(row.get("fytd_numerator"), fytd_obs.numerator),
         _first(row.get("fytd_denominator"), fytd_obs.denominator),
     ))
-    if not fytd.hidden and "fytd_value" in decided:
-        # Hidden once any month it adds up is (consecutive scorecards would give the month away).
-        fytd = control.hidden(unit, decided["fytd_value"])
+    # Hidden once any month it adds up is (consecutive scorecards would give the month away).
+    fytd = _also_hidden(control, fytd, decided.get("fytd_value"))
     monthly = {m: controlled(o, "month", m) for m, o in observations.items()}
 
     if has_months:
@@ -586,8 +584,7 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
         )
     # The row's own figures: hidden wherever the published scorecard hides them.
     for column, month in (("value", period), ("previous_month_value", previous), ("same_month_last_year_value", last_year)):
-        if column in decided and not monthly[month].hidden:
-            monthly[month] = control.hidden(unit, decided[column])
+        monthly[month] = _also_hidden(control, monthly[month], decided.get(column))
 
     value = monthly[period]
     previous_figure = monthly[previous]
@@ -632,13 +629,18 @@ def _theme_label(theme: str) -> str:
     return theme[:1].upper() + theme[1:]
 
 
+def _also_hidden(control: DisclosureControl, figure: Figure, reason: Reason | None) -> Figure:
+    """``figure``, hidden for ``reason`` too when the mart-wide decisions hide it (a figure the
+    primary rule already hid keeps its own reason)."""
+    return control.hidden(figure.unit, reason) if reason and not figure.hidden else figure
+
+
 def _decided(control: DisclosureControl, decisions: Decisions | None, figure: Figure, year: str,
              dimension: str = "total", value: str = "total") -> Figure:
     """A child death figure for a financial year, hidden too where the published copy hides it."""
-    if figure.hidden or decisions is None:
+    if decisions is None:
         return figure
-    reason = decisions.kpi("CDN_NOTIFICATIONS", "financial_year", year, dimension, value)
-    return control.hidden(figure.unit, reason) if reason else figure
+    return _also_hidden(control, figure, decisions.kpi("CDN_NOTIFICATIONS", "financial_year", year, dimension, value))
 
 
 def _child_death_years(control: DisclosureControl, extract: _MartExtract, period: str) -> tuple[ChildDeathYear, ...]:
@@ -661,11 +663,10 @@ def _child_death_years(control: DisclosureControl, extract: _MartExtract, period
         parts = {t: _decided(control, decisions, control.figure(raw[t], "count", True), year, "death_type", t)
                  for t in DEATH_TYPES}
         total = _decided(control, decisions, control.figure(_sum(list(raw.values())), "count", True), year)
-        if end == period and not total.hidden and decisions is not None:
+        if end == period and decisions is not None:
             # A year still in progress counts to this month: its total is this month's year to
             # date, hidden wherever the scorecard row hides that.
-            reason = decisions.row(period, "CDN_NOTIFICATIONS").get("fytd_value")
-            total = control.hidden("count", reason) if reason else total
+            total = _also_hidden(control, total, decisions.row(period, "CDN_NOTIFICATIONS").get("fytd_value"))
         if total.hidden or any(f.hidden for f in parts.values()):
             # With the total shown, one hidden part is given away by the others; the other KPIs
             # constrain the split too (the JAR percentage hints at the unexpected count). With
