@@ -27,6 +27,19 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float = 0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, not {raw!r}.") from exc
+    if value < minimum:
+        raise SettingsError(f"{name} must be {minimum:g} or more, not {raw!r}.")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -57,6 +70,23 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class FileLimits:
+    """How big a partner file may be before it is refused unread (hostile or careless input).
+
+    Every limit breach is a rejection with a message, never an out-of-memory crash.
+    """
+
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_rows: int = 1_000_000
+    max_columns: int = 200
+    xlsx_max_uncompressed_bytes: int = 400 * 1024 * 1024
+    xlsx_max_shared_strings: int = 2_000_000
+
+
+PUBLISHED_ACCESS_MODES = ("private", "group", "everyone")
+
+
+@dataclass(frozen=True)
 class Settings:
     """Where things live and how the platform behaves; see README "Configuration"."""
 
@@ -68,6 +98,14 @@ class Settings:
     disclosure_threshold: int = 5
     engineer_emails: tuple[str, ...] = ()
     lock_timeout_seconds: int = 600
+    limits: "FileLimits" = field(default_factory=lambda: FileLimits())
+    query_timeout_seconds: float = 30.0
+    query_max_rows: int = 100_000
+    abandoned_after_hours: float = 24.0
+    file_group: str | None = None
+    published_access: str = "everyone"  # private | group | everyone
+    retention_days: int = 2557
+    identifier_retention_days: int = 30
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -98,6 +136,24 @@ class Settings:
         engineers = tuple(
             e.strip() for e in (env.get("PKPI_ENGINEER_EMAILS") or "").split(",") if e.strip()
         )
+        mb = 1024 * 1024
+        default_limits = FileLimits()
+        limits = FileLimits(
+            max_file_bytes=int(_number(env, "PKPI_MAX_FILE_MB", default_limits.max_file_bytes / mb, 1) * mb),
+            max_rows=int(_number(env, "PKPI_MAX_ROWS", default_limits.max_rows, 1)),
+            max_columns=int(_number(env, "PKPI_MAX_COLUMNS", default_limits.max_columns, 1)),
+            xlsx_max_uncompressed_bytes=int(
+                _number(env, "PKPI_XLSX_MAX_UNCOMPRESSED_MB", default_limits.xlsx_max_uncompressed_bytes / mb, 1) * mb
+            ),
+            xlsx_max_shared_strings=int(
+                _number(env, "PKPI_XLSX_MAX_SHARED_STRINGS", default_limits.xlsx_max_shared_strings, 1)
+            ),
+        )
+        access = (env.get("PKPI_PUBLISHED_ACCESS") or "everyone").strip().lower()
+        if access not in PUBLISHED_ACCESS_MODES:
+            raise SettingsError(
+                f"PKPI_PUBLISHED_ACCESS must be one of {', '.join(PUBLISHED_ACCESS_MODES)}, not {access!r}."
+            )
         return cls(
             data_dir=data_dir.resolve(),
             reference_dir=reference_dir.resolve(),
@@ -107,6 +163,14 @@ class Settings:
             disclosure_threshold=threshold,
             engineer_emails=engineers,
             lock_timeout_seconds=_int(env, "PKPI_LOCK_TIMEOUT", 600),
+            limits=limits,
+            query_timeout_seconds=_number(env, "PKPI_QUERY_TIMEOUT", 30.0, 0.1),
+            query_max_rows=int(_number(env, "PKPI_QUERY_MAX_ROWS", 100_000, 1)),
+            abandoned_after_hours=_number(env, "PKPI_ABANDONED_AFTER_HOURS", 24.0, 0),
+            file_group=(env.get("PKPI_FILE_GROUP") or "").strip() or None,
+            published_access=access,
+            retention_days=int(_number(env, "PKPI_RETENTION_DAYS", 2557, 1)),
+            identifier_retention_days=int(_number(env, "PKPI_IDENTIFIER_RETENTION_DAYS", 30, 1)),
         )
 
     def with_overrides(self, **changes) -> "Settings":
