@@ -24,7 +24,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --python $(BIN)/python requirements.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -45,8 +45,11 @@ demo: airflow-init
 	  || (tail -n 80 $(AIRFLOW_HOME)/demo-run.log; exit 1)
 	$(BIN)/pkpi demo --summary
 
+# Two workers (CI has two cores); a test file's tests stay on one worker, so its module fixtures
+# (a dbt build, one ingest run of a whole corpus) are built once.
+PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 docs: setup
 	$(BIN)/pkpi docs

@@ -428,7 +428,7 @@ def test_ingest_announces_each_raw_table_it_changed_and_queues_the_mart_build(ai
 
 @pytest.mark.e2e
 def test_the_mart_build_builds_publishes_and_announces_the_mart(airflow_env, ingested):
-    from pkpi.build import query_published
+    from pkpi.query import query_published
 
     assert ingested.returncode == 0, ingested.stdout[-6000:]
     run = airflow_env.dags_test("partnership_mart_build", "2026-04-01T09:30:00+00:00")
@@ -439,5 +439,5 @@ def test_the_mart_build_builds_publishes_and_announces_the_mart(airflow_env, ing
     events = _asset_events(airflow_env, "partnership_mart_build")
     assert sorted(events) == ["mart", "published.kpi_mart"]
     assert events["mart"][0]["model"] >= 30 and events["mart"][0]["test"] >= 100
-    _, rows = query_published(airflow_env.settings, "select count(*) from kpi_values where period = '2026-03'")
+    rows = query_published(airflow_env.settings, "select count(*) from kpi_values where period = '2026-03'").rows
     assert rows[0][0] > 0

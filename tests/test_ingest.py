@@ -22,6 +22,7 @@ from pkpi.cli import main
 from pkpi.ingest import IngestIncomplete, ingest_landing
 from pkpi.settings import Settings
 from pkpi.warehouse import connect
+from support.smtp import smtp_server, smtp_settings  # noqa: F401 - fixture
 from support.returns import (
     FINANCIAL_YEAR, HEADERS, MONTH, TODAY, csv_bytes, drop_file, make_reference, table,
 )
@@ -68,7 +69,7 @@ def latest_accepted(settings: Settings, return_type: str, partner: str, period: 
         return con.execute(
             """SELECT load_id FROM audit.loads WHERE status = 'accepted' AND return_type = ?
                AND partner_code = ? AND period = ?
-               ORDER BY received_at DESC, validated_at DESC, load_id DESC LIMIT 1""",
+               ORDER BY arrival_seq DESC LIMIT 1""",
             [return_type, partner, period],
         ).fetchone()[0]
 
@@ -119,14 +120,15 @@ def test_resubmission_supersedes_and_history_is_kept(settings):
     assert loads.count(first.load_id) == 4 and loads.count(second.load_id) == 3  # history stays
 
 
-def test_the_latest_is_the_later_upload_not_the_later_ingest(settings):
-    """A file uploaded earlier but picked up later does not replace the newer upload."""
+def test_the_latest_is_the_file_taken_last_not_the_later_timestamp(settings):
+    """Issue 11 item 6: a file taken later supersedes, whatever modification time it carries
+    (a partner's tool can set one in the past); see tests/test_arrival_order.py."""
     drop_file(settings.landing_dir, f"{CONTACTS}/newer.csv", contacts_v2(), UPLOADED + 3600)
-    newer = ingest_landing(settings, today=TODAY).accepted[0]
+    first = ingest_landing(settings, today=TODAY).accepted[0]
     drop_file(settings.landing_dir, f"{CONTACTS}/older.csv", contacts_v1(), UPLOADED)
-    older = ingest_landing(settings, today=TODAY).accepted[0]
-    assert older.status == "accepted"
-    assert latest_accepted(settings, "contacts", "NCT", MONTH) == newer.load_id
+    taken_last = ingest_landing(settings, today=TODAY).accepted[0]
+    assert taken_last.status == "accepted" and first.load_id != taken_last.load_id
+    assert latest_accepted(settings, "contacts", "NCT", MONTH) == taken_last.load_id
 
 
 def test_two_versions_in_one_run_are_processed_oldest_first(settings):
@@ -298,13 +300,26 @@ def test_rejection_notice_goes_to_the_outbox_once(settings):
     assert rejected.load_id in body
     with connect(settings, read_only=True) as con:
         ledger = con.execute("SELECT kind, status, partner_code, period, recipients FROM audit.emails").fetchall()
-    assert ledger == [("rejection", "outbox", "NCT", MONTH, "data@nct.example")]
+    assert ledger == [("rejection", "written_to_outbox", "NCT", MONTH, "data@nct.example")]
 
     # The same bad bytes again: rejected again (and audited), but the partner is not told twice.
     drop_file(settings.landing_dir, f"{CONTACTS}/march.csv", bad_contacts(), UPLOADED + 60)
     assert [o.status for o in ingest_landing(settings, today=TODAY).outcomes] == ["rejected"]
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 1
     assert [a["status"] for a in audit_rows(settings)] == ["rejected", "rejected"]
+
+
+def test_a_notice_left_in_the_outbox_goes_out_once_when_smtp_is_configured(settings, smtp_server):
+    """A notice written while no mail server was set is sent by the next ingest that has one, once."""
+    drop_file(settings.landing_dir, f"{CONTACTS}/march.csv", bad_contacts(), UPLOADED)
+    ingest_landing(settings, today=TODAY)
+    assert smtp_server.received == []
+    with_smtp = smtp_settings(settings, smtp_server.port, retries=0)
+    assert ingest_landing(with_smtp, today=TODAY).outcomes == []  # nothing new in landing
+    [received] = smtp_server.received
+    assert received.rcpt_tos == ["data@nct.example"] and "march.csv" in received.message["Subject"]
+    ingest_landing(with_smtp, today=TODAY)
+    assert len(smtp_server.received) == 1
 
 
 def test_no_notice_when_the_partner_has_no_data_contact(settings):

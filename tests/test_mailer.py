@@ -143,7 +143,7 @@ def test_without_smtp_the_email_is_written_to_the_outbox(settings):
     assert "March 2026" in message["Subject"]
     assert {a.strip() for a in message["To"].split(",")} >= {f"Lead One <{ACTIVE_RECIPIENTS[0]}>"}
     assert {p.get_filename() for p in message.iter_attachments()} == {"scorecard-2026-03.pdf", "scorecard-2026-03.xlsx"}
-    assert _ledger(settings) == [(PERIOD, "outbox")]
+    assert _ledger(settings) == [(PERIOD, "written_to_outbox")]
     # Written once: a rerun without force leaves the outbox alone.
     assert deliver_scorecard(settings, PERIOD).skipped
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 1

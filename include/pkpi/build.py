@@ -18,8 +18,8 @@ Published figures go through disclosure control (:mod:`pkpi.publishing`, applyin
 :mod:`pkpi.disclosure`), because the published copy leaves the warehouse; the mart itself keeps
 every figure exactly.
 
-:func:`query_published` is the read-only query behind ``pkpi query``; :func:`generate_docs`
-writes the dbt documentation site behind ``pkpi docs``.
+:func:`generate_docs` writes the dbt documentation site behind ``pkpi docs``. The analyst's
+query on the published copy (``pkpi query``) is :func:`pkpi.query.query_published`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Iterator, Sequence
 
 import duckdb
 
+from .files import make_dir, restrictive_umask, secure_tree
 from .periods import parse_month
 from .settings import Settings
 from .warehouse import initialise, warehouse_lock
@@ -269,13 +270,15 @@ def run_dbt(settings: Settings, args: Sequence[str]):
     from dbt.cli.main import dbtRunner  # imported late: dbt is slow to import
 
     target_dir, log_dir = dbt_dirs(settings)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with _DBT_IN_PROCESS, _environment(dbt_environment(settings)):
+    make_dir(settings, target_dir)
+    make_dir(settings, log_dir)
+    # dbt and DuckDB create their logs, artifacts and .wal with the process umask (pkpi.files).
+    with _DBT_IN_PROCESS, _environment(dbt_environment(settings)), restrictive_umask(settings):
         try:
             return dbtRunner().invoke(list(args))
         finally:
             _release_dbt_database()
+            secure_tree(settings, target_dir.parent)
 
 
 def _release_dbt_database() -> None:
@@ -392,7 +395,7 @@ def generate_docs(settings: Settings) -> Path:
             "fix the project or the reference files it names, then run `pkpi docs` again."
         )
     site = docs_dir(settings)
-    site.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(settings, site.parent)
     temporary = site.with_name(f".docs.{os.getpid()}.tmp")
     _remove((temporary,))
     temporary.mkdir()
@@ -403,6 +406,7 @@ def generate_docs(settings: Settings) -> Path:
         _replace_atomically(temporary, site)
     finally:
         _remove((temporary,))
+    secure_tree(settings, site)
     log.info("dbt documentation written to %s", site / "index.html")
     return site
 
@@ -442,7 +446,7 @@ def publish(settings: Settings) -> PublishResult:
             f"There is no warehouse at {settings.warehouse_path} yet: run `pkpi ingest` and `pkpi build` first."
         )
     out_dir = settings.published_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dir(settings, out_dir)
     final_db = published_path(settings)
     temp_db = out_dir / f".{PUBLISHED_DB_NAME}.{os.getpid()}.tmp"
     temp_parquet = out_dir / f".parquet.{os.getpid()}.tmp"
@@ -450,6 +454,9 @@ def publish(settings: Settings) -> PublishResult:
     _remove(temporaries)
     try:
         counts, suppressed = _write_publication(settings, temp_db, temp_parquet)
+        # DuckDB wrote them with the process umask: as open as PKPI_PUBLISHED_ACCESS says.
+        secure_tree(settings, temp_parquet)
+        secure_tree(settings, temp_db)
         _replace_atomically(temp_db, final_db)
         _replace_atomically(temp_parquet, out_dir / "parquet")
     finally:
@@ -524,26 +531,3 @@ def _has_table(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table:
             [catalog, schema, table],
         ).fetchone()[0]
     )
-
-
-def query_published(settings: Settings, sql: str) -> tuple[list[str], list[tuple]]:
-    """Run one read-only query on the published mart; returns (column names, rows).
-
-    Tables can be named with or without their schema (``kpi_values`` or ``mart.kpi_values``,
-    the view kept for SQL written against the warehouse). The file is opened read-only, so a
-    query can never change it.
-    """
-    path = published_path(settings)
-    if not path.exists():
-        raise FileNotFoundError(
-            f"There is no published mart at {path} yet: run `pkpi build` (or `pkpi run`) first."
-        )
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        cursor = con.execute(sql)
-        if cursor.description is None:
-            return [], []
-        columns = [d[0] for d in cursor.description]
-        return columns, cursor.fetchall()
-    finally:
-        con.close()

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .files import FileAccessError, secure_entry_point
 from .periods import PeriodError, parse_month
 from .settings import Settings, SettingsError
 
@@ -39,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scorecard", help="produce the scorecard for a month")
     s.add_argument("--period", required=True, type=_month, help="YYYY-MM")
     s.add_argument("--send", action="store_true", help="email it (or write it to outbox/ without SMTP)")
-    s.add_argument("--force", action="store_true", help="send again a month already sent")
+    s.add_argument("--force", action="store_true", help="send again a month already sent (or uncertain)")
+    s.add_argument("--only-failed", action="store_true",
+                   help="with --send: send only to the recipients the mail server refused before")
+    s.add_argument("--mark-sent", action="store_true",
+                   help="record an uncertain send as sent (after finding its Message-ID in the mail server's log)")
     r = sub.add_parser("run", help="ingest, build, scorecard, in that order")
     r.add_argument("--period", required=True, type=_month, help="YYYY-MM")
     r.add_argument("--send", action="store_true")
@@ -54,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="read-only SQL against the published KPI mart")
     q.add_argument("sql")
     q.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    rt = sub.add_parser("retention", help="delete archived and quarantined originals whose retention period has ended")
+    rt.add_argument("--dry-run", action="store_true", help="only list what is due; delete and record nothing")
     sub.add_parser("suites", help="write the GX expectation suites derived from the contracts")
     sub.add_parser("docs", help="write the partner pages and GX suites from the contracts, and the dbt docs site")
     return p
@@ -95,10 +102,22 @@ def _cmd_scorecard(args, settings: Settings) -> int:
     from .delivery import deliver_scorecard
     from .scorecard import produce_scorecard
 
+    if args.mark_sent:
+        from .mailer import mark_sent
+
+        if args.send or args.force or args.only_failed:
+            raise UsageError("--mark-sent records an uncertain send as sent and sends nothing: use it alone.")
+        entry = mark_sent(settings, "scorecard", args.period)
+        print(f"Scorecard for {args.period}: recorded as sent (Message-ID {entry.message_id}); nothing was sent now.")
+        return 0
+    if (args.only_failed or args.force) and not args.send:
+        raise UsageError("--force and --only-failed say how to send: add --send.")
+    if args.only_failed and args.force:
+        raise UsageError("Use --only-failed (the refused recipients) or --force (everyone), not both.")
     output = produce_scorecard(settings, args.period)
     _print_scorecard(output, settings)
     if args.send:
-        _print_delivery(deliver_scorecard(settings, args.period, force=args.force))
+        _print_delivery(deliver_scorecard(settings, args.period, force=args.force, only_failed=args.only_failed))
     return 0
 
 
@@ -156,22 +175,30 @@ def _cmd_templates(args, settings: Settings) -> int:
 
 
 def _cmd_status(args, settings: Settings) -> int:
-    from .status import format_states, return_states
+    from .status import format_landing, format_states, landing_entries, return_states
 
     print(format_states(return_states(settings, args.period)))
+    print()
+    print(format_landing(landing_entries(settings), settings.abandoned_after_hours, settings.quiet_seconds))
     return 0
 
 
 def _cmd_query(args, settings: Settings) -> int:
     import csv
 
-    from .build import query_published
+    from .query import QueryError, query_published
 
-    columns, rows = query_published(settings, args.sql)
+    try:
+        result = query_published(settings, args.sql)
+    except QueryError as exc:  # refused, timed out or failed: the caller's query to change, exit 2
+        raise UsageError(str(exc)) from None
+    columns, rows = result.columns, result.rows
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(rows)
+        if result.note:  # on stderr, so the CSV stays clean
+            print(f"pkpi: {result.note}", file=sys.stderr)
         return 0
     text = [[("" if v is None else str(v)) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in text]) for i, c in enumerate(columns)]
@@ -180,6 +207,18 @@ def _cmd_query(args, settings: Settings) -> int:
     for r in text:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
     print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+    if result.note:
+        print(result.note)
+    return 0
+
+
+def _cmd_retention(args, settings: Settings) -> int:
+    from .retention import apply_retention
+
+    report = apply_retention(settings, dry_run=args.dry_run)
+    print(report.summary())
+    for d in report.deletions:
+        print(f"  {d}")
     return 0
 
 
@@ -206,8 +245,10 @@ def _cmd_docs(args, settings: Settings) -> int:
 COMMANDS = {
     "ingest": _cmd_ingest, "build": _cmd_build, "scorecard": _cmd_scorecard, "run": _cmd_run,
     "demo": _cmd_demo, "templates": _cmd_templates, "status": _cmd_status, "query": _cmd_query,
-    "suites": _cmd_suites, "docs": _cmd_docs,
+    "suites": _cmd_suites, "docs": _cmd_docs, "retention": _cmd_retention,
 }
+WRITES_DATA = {"ingest", "build", "scorecard", "run", "demo", "docs", "retention"}
+"""Commands that write the data folder: they tighten its modes first (pkpi.files)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pkpi: {exc}", file=sys.stderr)
         return 2
     try:
+        if args.command in WRITES_DATA:
+            secure_entry_point(settings)  # the umask, and a data folder left too open is tightened
         return COMMANDS[args.command](args, settings)
-    except (UsageError, PeriodError) as exc:
+    except (UsageError, PeriodError, FileAccessError) as exc:
         print(f"pkpi: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

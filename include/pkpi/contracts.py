@@ -15,17 +15,17 @@ from typing import Any
 
 import yaml
 
+from .identifiers import header_looks_like_identifier
+
 COLUMN_TYPES = ("text", "enum", "date", "integer", "decimal")
 RULE_KINDS = ("required_when", "values_when", "blank_unless")
 
-# Header names that look like direct identifiers. The warehouse never holds them, so a column
-# whose normalised name contains one of these gets a message saying so (and its values are never
-# echoed anywhere).
-IDENTIFIER_HINTS = (
-    "name", "forename", "surname", "nhs", "dob", "date_of_birth", "birth", "address", "postcode",
-    "post_code", "phone", "mobile", "telephone", "email", "e_mail", "upn", "ni_number",
-    "national_insurance",
-)
+# What an id may hold. An id is a code, never a name or a number from another system: letters
+# (A to Z, with or without accents), the digits 0 to 9 and the joiners - _ / . ; no spaces, no
+# other symbols, no digits of other scripts (so two spellings of one code cannot both load).
+ID_CHARACTERS = "letters (A to Z, accents allowed), digits 0-9 and - _ / . only, no spaces"
+ID_REGEX = r"^[0-9A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u017f_/.\-]+\Z"
+TEXT_FORMATS = ("id",)
 
 
 class ContractError(ValueError):
@@ -75,6 +75,11 @@ class Column:
     not_before: str | None = None
     not_in_future: bool = False
     reference: tuple[str, str] | None = None  # (reference table, column)
+    format: str | None = None  # text only: "id" (a code of ID_CHARACTERS)
+
+    @property
+    def is_id(self) -> bool:
+        return self.format == "id"
 
     @property
     def sql_type(self) -> str:
@@ -89,7 +94,8 @@ class Column:
     def type_phrase(self) -> str:
         """How the type reads in partner docs and templates."""
         if self.type == "text":
-            return f"text, at most {self.max_length} characters" if self.max_length else "text"
+            kind = f"id: {ID_CHARACTERS}" if self.is_id else "text"
+            return f"{kind}, at most {self.max_length} characters" if self.max_length else kind
         if self.type == "enum":
             return "one of: " + ", ".join(self.values)
         if self.type == "date":
@@ -141,6 +147,8 @@ def _column(spec: dict[str, Any], return_type: str) -> Column:
         raise ContractError(f"{return_type}.{spec.get('name')}: unknown type {kind!r}")
     if kind == "enum" and not spec.get("values"):
         raise ContractError(f"{return_type}.{spec['name']}: an enum needs values")
+    if spec.get("format") is not None and (kind != "text" or spec["format"] not in TEXT_FORMATS):
+        raise ContractError(f"{return_type}.{spec['name']}: format must be one of {TEXT_FORMATS}, on text")
     ref = spec.get("reference")
     return Column(
         name=spec["name"],
@@ -157,6 +165,7 @@ def _column(spec: dict[str, Any], return_type: str) -> Column:
         not_before=spec.get("not_before"),
         not_in_future=bool(spec.get("not_in_future", False)),
         reference=(ref["table"], ref["column"]) if ref else None,
+        format=spec.get("format"),
     )
 
 
@@ -225,6 +234,8 @@ def return_types() -> tuple[str, ...]:
 
 
 def looks_like_identifier(header: str) -> bool:
-    """True when a column name suggests a direct identifier (name, NHS number, DOB, ...)."""
-    h = header.strip().lower().replace(" ", "_").replace("-", "_")
-    return any(hint in h for hint in IDENTIFIER_HINTS)
+    """True when a column header names a direct identifier (name, NHS number, DOB, ...).
+
+    See :func:`pkpi.identifiers.header_looks_like_identifier`.
+    """
+    return header_looks_like_identifier(header)

@@ -14,8 +14,9 @@ what was exported, already through disclosure control:
       application/vnd...sheet           scorecard-<YYYY-MM>.xlsx
 
 It goes to the active rows of distribution_list.csv through :func:`pkpi.mailer.deliver` with
-kind ``scorecard`` and the month as idempotency key: a month already sent is not sent again
-unless ``force`` is true.
+kind ``scorecard`` and the month as idempotency key: exactly once (see pkpi.mailer for the
+ledger states, crashes and refused recipients); a month already sent is not sent again unless
+``force`` is true.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class DeliveryResult:
 
     @property
     def status(self) -> str:
-        """'sent', 'outbox' or 'skipped' (already delivered; use force to send again)."""
+        """'sent', 'partly_refused', 'outbox' or 'skipped' (already done; use force to send again)."""
         return self.outcome.status
 
     @property
@@ -68,8 +69,17 @@ class DeliveryResult:
     def skipped(self) -> bool:
         return self.outcome.skipped
 
+    @property
+    def refused(self) -> tuple[str, ...]:
+        """Recipients the mail server refused (retry them alone with ``only_failed``)."""
+        return self.outcome.refused
+
     def __str__(self) -> str:
-        return f"Scorecard for {self.period}: {self.outcome}"
+        text = f"Scorecard for {self.period}: {self.outcome}"
+        if self.refused:
+            text += (f"\nTo send it to the {len(self.refused)} refused recipient(s) alone, once their "
+                     f"addresses are right: pkpi scorecard --period {self.period} --send --only-failed")
+        return text
 
 
 def _recipients(settings: Settings) -> list[str]:
@@ -126,30 +136,20 @@ def build_message(settings: Settings, period: str, recipients: list[str]) -> Ema
     return message
 
 
-def deliver_scorecard(settings: Settings, period: str, force: bool = False) -> DeliveryResult:
-    """Email the scorecard for ``period`` to the active distribution list, once.
+def deliver_scorecard(settings: Settings, period: str, force: bool = False,
+                      only_failed: bool = False) -> DeliveryResult:
+    """Email the scorecard for ``period`` to the active distribution list, exactly once.
 
-    Without SMTP settings the email is written to the outbox instead. A month already sent
-    (or written to the outbox) is skipped unless ``force`` is true. Raises
+    Without SMTP settings the email is written to the outbox instead (recorded as
+    ``written_to_outbox``: a later run with SMTP configured sends it). A month the mail server
+    accepted is skipped unless ``force`` is true; ``only_failed`` sends only to the active
+    recipients it has not accepted yet (the refused ones). Raises
     :class:`pkpi.mailer.MailDeliveryError` when the mail server refuses or cannot be reached
-    (recorded as 'failed' in audit.emails first).
+    (recorded as 'failed' in audit.emails first) and :class:`pkpi.mailer.DeliveryUncertain`
+    when an attempt may have reached the server (never resent automatically).
     """
     period = parse_month(period).label
-    folder = export_dir(settings, period)
-    if not force:
-        before = mailer.previous_delivery(settings, KIND, period)
-        if before is not None:
-            # Answer from the ledger without rebuilding anything.
-            outcome = mailer.DeliveryOutcome(
-                status="skipped", kind=KIND, idempotency_key=period,
-                recipients=tuple(a.strip() for a in before.recipients.split(",") if a.strip()),
-                subject=before.subject, message_id=before.message_id, email_id=before.email_id,
-                detail=(
-                    f"already {before.status} on {before.created_at:%Y-%m-%d %H:%M} UTC "
-                    f"(email {before.email_id}); use --force to send it again"
-                ),
-            )
-            return DeliveryResult(period, outcome, folder)
     message = build_message(settings, period, _recipients(settings))
-    outcome = mailer.deliver(settings, message, kind=KIND, idempotency_key=period, period=period, force=force)
-    return DeliveryResult(period, outcome, folder)
+    outcome = mailer.deliver(settings, message, kind=KIND, idempotency_key=period, period=period,
+                             force=force, only_failed=only_failed)
+    return DeliveryResult(period, outcome, export_dir(settings, period))

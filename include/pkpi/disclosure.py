@@ -6,11 +6,18 @@ any breakdown of contacts by sex or ethnicity), with the threshold ``t``
 (``settings.disclosure_threshold``, default 5):
 
 - a count from 1 to t-1 is shown as ``<t``;
-- a percentage or rate whose numerator or denominator is from 1 to t-1 is not shown (``[c]``);
+- a percentage or rate whose numerator or denominator is from 1 to t-1 is not shown (``[c]``),
+  nor one whose numerator counts some of the denominator's cases when the rest (denominator
+  minus numerator) is from 1 to t-1: 5 of 6 discloses one case;
 - when a total is published beside its parts (the months of a financial year beside the year
   to date), one hidden part could be worked out by subtraction, so further parts are hidden
   ("complementary suppression", :meth:`DisclosureControl.protect_parts`) until the hidden
   parts add up to at least t.
+
+A percentage's numerator and denominator are counts of categories that other figures publish too
+(the under-1 numerator is two age bands of the notifications; the JAR denominator is the
+unexpected deaths): :data:`KPI_LINKS` says, once per KPI, which counts each figure is made of,
+so that :mod:`pkpi.publishing` suppresses them together.
 
 Every hidden figure carries a :class:`Reason`, which the outputs turn into a footnote. A hidden
 figure's ``value`` is ``None``: renderers only ever see :class:`Figure` objects, so the number
@@ -57,11 +64,12 @@ class Reason(str, Enum):
             ),
             Reason.SMALL_BASE: (
                 f"Not shown ({HIDDEN_PERCENT_TEXT}): the percentage or rate is based on a count "
-                f"from 1 to {low}, so showing it could identify a child or family."
+                f"from 1 to {low} (or leaves out from 1 to {low} cases), so showing it could identify "
+                "a child or family."
             ),
             Reason.COMPLEMENT: (
-                f"Not shown ({HIDDEN_PERCENT_TEXT}): with the total published, this figure would "
-                f"let a count from 1 to {low} be worked out by subtraction."
+                f"Not shown ({HIDDEN_PERCENT_TEXT}): with the totals and other figures published, "
+                f"this figure (even as <{threshold}) would let a count from 1 to {low} be worked out."
             ),
             Reason.UNCHECKED: (
                 f"Not shown ({HIDDEN_PERCENT_TEXT}): the counts behind this figure were not "
@@ -114,6 +122,87 @@ def is_disclosive(kpi_code: str, marked_disclosive: bool, dimension: str = "tota
     )
 
 
+@dataclass(frozen=True)
+class Count:
+    """A count of one category: ``kpi_code``'s figure for ``dimension`` equal to any of
+    ``values`` (summed), for the same period and partner; by default the KPI's total."""
+
+    kpi_code: str
+    dimension: str = "total"
+    values: tuple[str, ...] = ("total",)
+
+
+@dataclass(frozen=True)
+class Link:
+    """Which counts a KPI's figures are made of (see :data:`KPI_LINKS`).
+
+    ``same_as``: a count KPI whose total is another KPI's count of a category.
+    ``numerator`` / ``denominator``: the counts behind a ratio when other KPIs publish them;
+    None when they are counted for this KPI alone.
+    ``nested``: the numerator's cases are some of the denominator's, so denominator minus
+    numerator is a count of a category too (hidden when small: 5 of 6 discloses one case).
+    ``rest``: what denominator minus numerator is, when another KPI publishes it.
+    ``denominator_counted``: False when the denominator is not a count of cases (a population).
+    ``counted``: False for figures that are not counts at all (money): they link to nothing.
+    """
+
+    same_as: Count | None = None
+    numerator: Count | None = None
+    denominator: Count | None = None
+    nested: bool = False
+    rest: Count | None = None
+    denominator_counted: bool = True
+    counted: bool = True
+
+
+_CONTACTS = Count("CON_CONTACTS")
+_NOTIFICATIONS = Count("CDN_NOTIFICATIONS")
+
+KPI_LINKS: dict[str, Link] = {
+    # Front door: every figure is a count of contacts, by outcome.
+    "CON_CONTACTS": Link(),
+    "CON_REFERRALS": Link(same_as=Count("CON_CONTACTS", "outcome", ("referral",))),
+    "CON_CONVERSION_PCT": Link(numerator=Count("CON_CONTACTS", "outcome", ("referral",)), denominator=_CONTACTS, nested=True),
+    "CON_NFA_PCT": Link(numerator=Count("CON_CONTACTS", "outcome", ("nfa",)), denominator=_CONTACTS, nested=True),
+    "CON_EARLY_HELP_PCT": Link(numerator=Count("CON_CONTACTS", "outcome", ("early_help",)), denominator=_CONTACTS, nested=True),
+    "CON_REREFERRAL_12M_PCT": Link(denominator=Count("CON_REFERRALS"), nested=True),
+    "CON_PER_10K": Link(numerator=_CONTACTS, denominator_counted=False),
+    # Training: completions are not a subset of the courses commenced in the same period.
+    "TRN_ELEARN_COMMENCED": Link(),
+    "TRN_ELEARN_COMPLETED": Link(),
+    "TRN_ATTENDANCES": Link(),
+    "TRN_ELEARN_COMPLETION_PCT": Link(numerator=Count("TRN_ELEARN_COMPLETED"), denominator=Count("TRN_ELEARN_COMMENCED")),
+    "TRN_DNA_PCT": Link(nested=True, rest=Count("TRN_ATTENDANCES")),  # places booked = not attended + attended
+    "TRN_POSITIVE_IMPACT_PCT": Link(nested=True),
+    # Child deaths.
+    "CDN_NOTIFICATIONS": Link(),
+    "CDN_UNDER_1_PCT": Link(numerator=Count("CDN_NOTIFICATIONS", "age_band", ("under_28_days", "28_to_364_days")),
+                            denominator=_NOTIFICATIONS, nested=True),
+    "CDN_UNEXPECTED_JAR_PCT": Link(denominator=Count("CDN_NOTIFICATIONS", "death_type", ("unexpected",)), nested=True),
+    # Finance is money, not counts of people.
+    "FIN_CONTRIBUTIONS_GBP": Link(counted=False),
+    "FIN_GRANT_INCOME_GBP": Link(counted=False),
+    "FIN_TOTAL_INCOME_GBP": Link(counted=False),
+    "FIN_SHARE_PCT": Link(counted=False),
+    "FIN_YOY_CHANGE_PCT": Link(counted=False),
+    # Return compliance: counts of returns.
+    "RET_ON_TIME_PCT": Link(nested=True),
+    "RET_REJECTED": Link(),
+}
+"""Every KPI of the catalogue, and which counts its figures are made of; a new KPI states its
+links here once (tests/test_disclosure_adversarial.py fails for a catalogue KPI missing here)."""
+
+MONEY_UNITS = frozenset({"gbp"})
+
+
+def link_of(kpi_code: str, unit: str) -> Link:
+    """The KPI's :class:`Link`; a KPI not listed counts on its own (money links to nothing)."""
+    link = KPI_LINKS.get(kpi_code.upper())
+    if link is not None:
+        return link
+    return Link(counted=unit not in MONEY_UNITS)
+
+
 def _number(x) -> float | None:
     if x is None:
         return None
@@ -161,11 +250,14 @@ class DisclosureControl:
         disclosive: bool,
         numerator: float | None = None,
         denominator: float | None = None,
+        nested: bool = False,
     ) -> Figure:
         """Control one figure.
 
         Counts (unit ``count``) are checked on their value; ratios on their numerator and
-        denominator. A disclosive ratio whose counts are unknown is hidden rather than guessed.
+        denominator, and when ``nested`` (the numerator's cases are some of the denominator's,
+        :attr:`Link.nested`) on denominator minus numerator too. A disclosive ratio whose counts
+        are unknown is hidden rather than guessed.
         """
         value = _number(value)
         if not disclosive or value is None:
@@ -176,6 +268,8 @@ class DisclosureControl:
         if numerator is None and denominator is None:
             return self.hidden(unit, Reason.UNCHECKED)
         if self.is_small(numerator) or self.is_small(denominator):
+            return self.hidden(unit, Reason.SMALL_BASE)
+        if nested and numerator is not None and denominator is not None and self.is_small(denominator - numerator):
             return self.hidden(unit, Reason.SMALL_BASE)
         return self.shown(value, unit)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -19,10 +20,12 @@ import pandas as pd
 
 from .landing import IN_PROGRESS_SUFFIXES, is_in_progress  # noqa: F401  (shared with the sensor)
 from .contracts import Contract, get_contract, looks_like_identifier, return_types
-from .periods import Period, PeriodError, parse_period
+from .identifiers import ID_KINDS, identifier_kind
+from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
-from .suites import build_suites, reference_parameter
+from .settings import FileLimits
+from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a safeguarding system
 
@@ -70,8 +73,17 @@ class Verdict:
         return self.accepted and self.row_count == 0
 
 
+# A folder name is taken exactly as written: ASCII letters, digits, - and _ only. Surrounding
+# spaces, control characters or look-alike letters (full-width, Kelvin sign K) would make two
+# folders that read the same to a person mean different returns, or break a notice; refusing
+# them costs the partner one rename.
+FOLDER_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def _canonical_partner(reference: Reference, code: str) -> str | None:
-    """The directory's spelling of a partner code, matched ignoring case; None when unknown."""
+    """The directory's spelling of a partner code, matched ignoring ASCII case; None when unknown."""
+    if not FOLDER_NAME.fullmatch(code):
+        return None
     for partner in reference.partners:
         if partner.code.lower() == code.lower():
             return partner.code
@@ -84,7 +96,11 @@ def reference_codes(reference: Reference, table: str, column: str) -> dict[str, 
 
 
 def locate(path: Path, landing_dir: Path, reference: Reference) -> tuple[ReturnKey, Period | None, list[Problem]]:
-    """Read return type, partner and period from a file's place under landing/ and check them."""
+    """Read return type, partner and period from a file's place under landing/ and check them.
+
+    Accepted names are stored in their canonical form: the return type in lower case, the
+    partner code as the partner directory spells it, the period as ``parse_period`` writes it.
+    """
     parts = PurePosixPath(path.relative_to(landing_dir).as_posix()).parts
     layout = "landing/<return_type>/<partner_code>/<period>/<file>.csv"
     if len(parts) != 4:
@@ -95,28 +111,31 @@ def locate(path: Path, landing_dir: Path, reference: Reference) -> tuple[ReturnK
             "its return type, partner and period.",
         )]
     rt_raw, partner_raw, period_raw, _ = parts
-    rt = rt_raw.strip().lower()
+    rt = rt_raw.lower() if FOLDER_NAME.fullmatch(rt_raw) else None
     problems: list[Problem] = []
-    partner = _canonical_partner(reference, partner_raw.strip())
-    key = ReturnKey(rt if rt in return_types() else rt_raw, partner or partner_raw, period_raw)
-    if rt not in return_types():
+    partner = _canonical_partner(reference, partner_raw)
+    known_type = rt in return_types()
+    key = ReturnKey(rt if known_type else rt_raw, partner or partner_raw, period_raw)
+    if not known_type:
         problems.append(Problem(
             "return_type_known",
-            f"'{rt_raw}' is not a return type. Use one of: {', '.join(return_types())}.",
+            f"'{as_written(rt_raw)}' is not a return type. Name the folder exactly one of: "
+            f"{', '.join(return_types())} (no spaces).",
         ))
         return key, None, problems
     contract = get_contract(rt)
     period: Period | None = None
     try:
         period = parse_period(period_raw, contract.period_kind)
+        key = ReturnKey(key.return_type, key.partner_code, period.label)
     except PeriodError as exc:
         problems.append(Problem("period_format", f"{exc} ({rt} returns are "
                                 f"{'monthly' if contract.period_kind == 'month' else 'by financial year'}.)"))
     if partner is None:
         problems.append(Problem(
             "partner_known",
-            f"'{partner_raw}' is not a partner code in the partner directory. Check the folder "
-            "name against the code the partnership gave you.",
+            f"'{as_written(partner_raw)}' is not a partner code in the partner directory. Name "
+            "the folder exactly the code the partnership gave you (no spaces).",
         ))
     elif period is not None and not reference.partner_active(partner, period.start, period.end):
         problems.append(Problem(
@@ -144,7 +163,7 @@ def _header_problems(table: TextTable, contract: Contract) -> tuple[dict[str, in
                                     "than once. Keep one.", row=1, column=name))
         elif name in known:
             positions[name] = index
-        elif looks_like_identifier(name):
+        elif looks_like_identifier(raw_name):
             # The header is the partner's own text and names no child; values are never shown.
             problems.append(Problem(
                 "column_identifier",
@@ -198,11 +217,19 @@ def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
             lookup = reference_codes(reference, *c.reference)
             lowered = series.str.lower()
             text[c.name] = series.where(~present, lowered.map(lookup).fillna(series))
-        if c.type == "date":
-            text[c.name] = _normalise_date(series)
-            typed[c.name] = pd.to_datetime(text[c.name], format="%Y-%m-%d", errors="coerce")
-        elif c.type in ("integer", "decimal"):
-            typed[c.name] = pd.to_numeric(series, errors="coerce").astype("float64")
+        if c.type in TYPE_REGEX:
+            # Only text that meets the column's type rule (the same regex, applied the way GX
+            # applies it) is converted; the rest is null in the typed frame, so the ranges suite
+            # never reports a second problem for it and nothing a lenient parser accepts ("1e3",
+            # "18.0", "inf", "2025-4-5") can slip through.
+            if c.type == "date":
+                text[c.name] = _normalise_date(series)
+            well_formed = text[c.name].str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
+            candidates = text[c.name].where(well_formed, None)
+            if c.type == "date":
+                typed[c.name] = pd.to_datetime(candidates, format="%Y-%m-%d", errors="coerce")
+            else:
+                typed[c.name] = pd.to_numeric(candidates, errors="coerce").astype("float64")
         else:
             typed[c.name] = text[c.name]
     return original, text, typed
@@ -253,11 +280,47 @@ class _GxRunner:
         return list(result.results)
 
 
-def _shown(value: object) -> str | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+# Rules whose failing value is never repeated: it is, or may be, a direct identifier (an id
+# that is not a code can be a name or an address the value checks do not recognise).
+UNSHOWN_RULES = frozenset({IDENTIFIER_RULE, "id_format"})
+
+# One bad cell is one problem: when several rules fail on the same cell, only the first of
+# these is reported (a value that is not a whole number is not also out of range; an email
+# address in contact_id is not also too long). Rules not listed come last.
+CELL_RULE_ORDER = (
+    IDENTIFIER_RULE, "no_formula", "type_date", "type_integer", "type_decimal", "id_format",
+    "enum", "reference", "decimal_places", "max_length", "required", "required_when",
+    "blank_otherwise", "blank_unless", "values_when", "range", "in_period", "not_in_future",
+    "not_before", "unique",
+)
+_RULE_RANK = {rule: rank for rank, rule in enumerate(CELL_RULE_ORDER)}
+
+
+def _shown(value: object, rule: str) -> str | None:
+    """The value as the errors file shows it; None when it must not be repeated."""
+    if value is None or (isinstance(value, float) and pd.isna(value)) or rule in UNSHOWN_RULES:
         return None
     text = str(value)
+    if identifier_kind(text, ID_KINDS):  # whatever rule failed, an identifier is never echoed
+        return None
     return text if len(text) <= MAX_SHOWN_VALUE else text[:MAX_SHOWN_VALUE] + f"... ({len(text)} characters)"
+
+
+def one_problem_per_cell(problems: list[Problem]) -> list[Problem]:
+    """Keep, for each cell (row and column), only its first problem by :data:`CELL_RULE_ORDER`."""
+    best: dict[tuple[int, str], Problem] = {}
+    out: list[Problem | tuple[int, str]] = []
+    for p in problems:
+        if p.row is None or p.column is None:
+            out.append(p)
+            continue
+        cell = (p.row, p.column)
+        if cell not in best:
+            out.append(cell)
+            best[cell] = p
+        elif _RULE_RANK.get(p.rule, len(_RULE_RANK)) < _RULE_RANK.get(best[cell].rule, len(_RULE_RANK)):
+            best[cell] = p
+    return [best[p] if isinstance(p, tuple) else p for p in out]
 
 
 def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]) -> list[Problem]:
@@ -275,7 +338,7 @@ def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]
         for index in r.result.get("unexpected_index_list") or []:
             value = original.at[index, column] if column in original.columns else None
             problems.append(Problem(meta["rule"], meta["message"], row=source_rows[index],
-                                    column=column, value=_shown(value)))
+                                    column=column, value=_shown(value, meta["rule"])))
     return problems
 
 
@@ -295,7 +358,7 @@ def _typed_rows(contract: Contract, text: pd.DataFrame, typed: pd.DataFrame,
 
 
 def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
-          today: date | None = None) -> Verdict:
+          today: date | None = None, limits: FileLimits | None = None) -> Verdict:
     """The gate's verdict on one landing file: accepted with typed rows, or its problems."""
     today = today or date.today()
     key, period, problems = locate(path, landing_dir, reference)
@@ -304,7 +367,7 @@ def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
         return verdict
     contract = get_contract(key.return_type)
     try:
-        table = read_table(path, content, sheet_hint=contract.return_type)
+        table = read_table(path, content, sheet_hint=contract.return_type, limits=limits or FileLimits())
     except FileProblem as exc:
         verdict.problems.append(Problem(exc.rule, exc.message, row=exc.row))
         return verdict
@@ -327,6 +390,7 @@ def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
     problems = _problems_from(runner.run(values_suite, text, parameters), original, table.source_rows)
     problems += _problems_from(runner.run(ranges_suite, typed, parameters), original, table.source_rows)
     problems.sort(key=lambda p: (p.row or 0, p.column or "", p.rule))
+    problems = one_problem_per_cell(problems)
     verdict.problems = problems
     verdict.row_count = len(table.rows)
     if not problems:

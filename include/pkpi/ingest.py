@@ -10,6 +10,30 @@ What happens to each file is section 5 of the contract:
 * a later accepted file for the same return supersedes the earlier one (the mart takes the
   latest); nothing is deleted, so the history stays in raw and audit.
 
+"Later" is the order in which the platform took the files, never a file's timestamp: every
+audit row gets ``arrival_seq`` from a sequence when it is written (pkpi.warehouse), and the
+duplicate check, ``pkpi status`` and the mart all pick the current version by it. Files waiting
+together are taken oldest modification time first, then by name. ``received_at`` (the basis of
+on time) is when the upload finished, the file's modification time, but never later than when
+the platform took the file: a modification time in the future is replaced by the kernel's
+change time (which no tool sets) and noted in the audit message; the file's own time is kept
+as ``modified_at``. A return still being written (changed less than ``settings.quiet_seconds``
+ago, or changed while it was read) is left in landing with no audit row (pkpi.landing).
+
+Landing is read without trusting it (:mod:`pkpi.landing`): an entry that is not a plain file
+(a symbolic link to a file or folder, a pipe, socket or device) is never opened or followed: it
+is rejected unread with rule ``not_regular_file`` (``outside_landing`` when a folder on its way
+turned out to be a link), audited with the placeholder checksum :data:`UNREAD_CHECKSUM` and size
+0, its quarantine folder holds only the errors file and report (no byte of whatever it points
+at), and the link itself is removed from landing. A file bigger than
+``settings.limits.max_file_bytes`` is rejected with ``file_too_large`` without being read into
+memory (it is copied to quarantine in chunks). Temporary, hidden and lock-file names are left
+alone until they are ``settings.abandoned_after_hours`` old, then rejected as
+``upload_abandoned`` (operating-system files such as ``.DS_Store``: ``system_file``, without a
+partner notice) and quarantined with their bytes. Every name and folder name from landing is
+made safe (:func:`pkpi.landing.safe_name`) before it reaches the audit, a log line, a report or
+a notice, and a notice or report that cannot be made never undoes a file's outcome.
+
 Runs are serialised by an ingest lock, and each file is handled on its own, so one partner's
 bad file never stops another's good one. Running ingest twice is harmless: a file is only
 removed from landing after its outcome is committed, and a file whose outcome was committed but
@@ -18,10 +42,10 @@ which is still in landing (a crash in between) is recognised by checksum on the 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -29,9 +53,12 @@ from pathlib import Path
 from typing import Iterator
 
 from .contracts import get_contract
-from .gate import Problem, Verdict, is_in_progress, judge
+from .files import ingest_lock, make_dir, secure, secure_tree
+from . import landing
+from .gate import Problem, ReturnKey, Verdict, judge, locate
+from .landing import LandingEntry, safe_name
 from .reference import Reference, load_reference
-from .rejections import audit_message, notice_message, report_html, write_quarantine
+from .rejections import audit_message, notice_message, report_html, rule_ids, write_quarantine
 from .settings import Settings
 from .warehouse import connect
 
@@ -84,25 +111,36 @@ class IngestReport:
                 f"{len(self.rejected)} rejected, {len(self.duplicates)} duplicate(s)")
 
 
+UNREAD_CHECKSUM = "not-read"
+"""audit.loads.checksum_sha256 of an entry that was never read (a link, pipe, socket, device)."""
+
+
+def pending_entries(settings: Settings, now: float | None = None) -> list[LandingEntry]:
+    """Entries the ingest gives an outcome now, oldest first (a resubmission after what it replaces).
+
+    Regular files with a final name that have been quiet for ``settings.quiet_seconds``, every
+    link, pipe, socket or device, and temporary, hidden or system files older than
+    ``settings.abandoned_after_hours``; fresh ones are left alone. Oldest is by modification
+    time (a future one counts as now), then by name: the only signal of arrival for files that
+    waited together; the arrival sequence then records the order they were taken in.
+    """
+    now = time.time() if now is None else now
+    entries = [e for e in landing.scan(settings.landing_dir)
+               if e.needs_outcome(settings.abandoned_after_hours, now, settings.quiet_seconds)]
+    return sorted(entries, key=lambda e: (min(e.mtime, now), e.parts))
+
+
 def waiting_files(settings: Settings) -> list[Path]:
-    """Files in landing, oldest first, so a resubmission is processed after what it replaces."""
-    root = settings.landing_dir
-    if not root.exists():
-        return []
-    files = [p for p in root.rglob("*") if p.is_file() and not is_in_progress(p)]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, str(p)))
+    """The paths of :func:`pending_entries`, oldest first."""
+    return [e.path for e in pending_entries(settings)]
 
 
 @contextmanager
 def _ingest_lock(settings: Settings) -> Iterator[None]:
-    """One ingest run at a time, so two runs never judge and move the same file."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.data_dir / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """One ingest run at a time, so two runs never judge and move the same file (retention
+    takes the same lock: pkpi.files.ingest_lock)."""
+    with ingest_lock(settings):
         yield
-    finally:
-        os.close(fd)
 
 
 class IngestIncomplete(RuntimeError):
@@ -115,11 +153,11 @@ class IngestIncomplete(RuntimeError):
     def __init__(self, report: IngestReport, failures: list[tuple[Path, BaseException]]):
         self.report = report
         self.failures = failures
-        names = ", ".join(p.name for p, _ in failures[:5]) + (" ..." if len(failures) > 5 else "")
+        names = ", ".join(safe_name(p.name) for p, _ in failures[:5]) + (" ..." if len(failures) > 5 else "")
         first = failures[0][1]
         super().__init__(
             f"{len(failures)} file(s) could not be processed and stay in landing ({names}): "
-            f"{type(first).__name__}: {first}. {report.summary()} otherwise. Fix the cause (see "
+            f"{type(first).__name__}: {safe_name(first, limit=500)}. {report.summary()} otherwise. Fix the cause (see "
             "the log) and run ingest again."
         )
 
@@ -134,20 +172,38 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     report = IngestReport()
     failures: list[tuple[Path, BaseException]] = []
     with _ingest_lock(settings):
-        for path in waiting_files(settings):
+        for entry in pending_entries(settings):
             try:
-                outcome = ingest_file(settings, path, reference, today=today)
+                outcome = _ingest_entry(settings, entry, reference, today)
+                if outcome is None:  # still being written: no outcome, the next run looks again
+                    log.info("%s is still arriving: left in landing for a later run.", entry.relative)
+                    continue
             except Exception as exc:  # one file's failure must not stop the other partners' files
-                log.error("could not process %s: %s: %s", path.name, type(exc).__name__, exc)
-                failures.append((path, exc))
+                log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
+                          safe_name(exc, limit=500))
+                failures.append((entry.path, exc))
                 continue
             report.outcomes.append(outcome)
             log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
                      outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
+    _send_waiting_notices(settings)
     log.info("ingest: %s", report.summary())
     if failures:
         raise IngestIncomplete(report, failures) from failures[0][1]
     return report
+
+
+def _send_waiting_notices(settings: Settings) -> None:
+    """Deliver the partner notices that were only written to the outbox while no mail server
+    was configured (each once); a mail failure never undoes an ingest."""
+    if not settings.smtp.configured:
+        return
+    from .mailer import deliver_outbox
+
+    try:
+        deliver_outbox(settings)
+    except Exception as exc:  # the notices stay in the outbox for the next run
+        log.warning("could not send the partner notices waiting in the outbox: %s", safe_name(exc, limit=500))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -167,13 +223,12 @@ def _store(folder: Path, name: str, content: bytes, mtime: float) -> Path:
     return target
 
 
-def _leave_landing(path: Path, checksum: str) -> None:
-    """Remove the landing file, unless the partner replaced it while we worked on it."""
-    try:
-        if hashlib.sha256(path.read_bytes()).hexdigest() == checksum:
-            path.unlink()
-    except FileNotFoundError:
-        pass
+def _leave_landing(entry: LandingEntry, checksum: str | None) -> None:
+    """Remove the entry from landing, unless the partner replaced it while we worked on it.
+
+    ``checksum`` None: an entry that was never read (a link is removed itself, never its target).
+    """
+    landing.remove(entry, checksum)
 
 
 def _folder(root: Path, verdict: Verdict, load_id: str) -> Path:
@@ -181,27 +236,99 @@ def _folder(root: Path, verdict: Verdict, load_id: str) -> Path:
     if k.return_type and k.partner_code and k.period and not any(
         p.rule in ("path_layout",) for p in verdict.problems
     ):
-        return root / k.return_type / k.partner_code / k.period / load_id
+        # Folder names come from landing: never a control character in a path we write.
+        return root / safe_name(k.return_type) / safe_name(k.partner_code) / safe_name(k.period) / load_id
     return root / "_unsorted" / load_id
 
 
+FUTURE_TOLERANCE_SECONDS = 60.0
+"""A modification time this far ahead of the platform's clock is noted (less is clock jitter)."""
+
+
+def _file_times(mtime: float, ctime: float, taken: float | None = None) -> dict:
+    """``received_at`` and ``modified_at`` of a file taken at ``taken`` (default now).
+
+    The upload finished at the modification time, never later than the platform took the file;
+    a modification time in the future is replaced by the kernel's change time (bounded the same
+    way). ``modified_at`` keeps the file's own time, so the audit shows what was replaced.
+    """
+    taken = time.time() if taken is None else taken
+    received = mtime if mtime <= taken else min(ctime or taken, taken)
+    return dict(received_at=_utc(received), modified_at=_utc(mtime))
+
+
+def _time_note(base: dict) -> str:
+    """The audit note for a file whose modification time was in the future, else ''."""
+    modified, received = base.get("modified_at"), base.get("received_at")
+    if modified is None or received is None or (modified - received).total_seconds() <= FUTURE_TOLERANCE_SECONDS:
+        return ""
+    return (f"the file's modification time {modified:%Y-%m-%d %H:%M} UTC was in the future; "
+            f"received_at is when it arrived ({received:%Y-%m-%d %H:%M} UTC)")
+
+
+def _utc(timestamp: float | None = None) -> datetime:
+    """Audit times are naive UTC."""
+    moment = datetime.now(timezone.utc) if timestamp is None else datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.replace(tzinfo=None)
+
+
+def _safe_key(key: ReturnKey) -> ReturnKey:
+    """The key as it is audited and shown: folder names made safe (canonical names are unchanged)."""
+    return ReturnKey(*(None if v is None else safe_name(v) for v in (key.return_type, key.partner_code, key.period)))
+
+
+def _stored_name(name: str) -> str:
+    """The name the archived or quarantined copy gets: the partner's, made safe, short enough."""
+    shown = safe_name(name)
+    while len(shown.encode("utf-8")) > 200:
+        shown = safe_name(shown, limit=len(shown) - 10)
+    return shown
+
+
 def ingest_file(settings: Settings, path: Path, reference: Reference,
-                today: date | None = None) -> FileOutcome:
-    """Judge one landing file and act on the verdict (see the module docstring)."""
-    content = path.read_bytes()
-    stat = path.stat()
+                today: date | None = None) -> FileOutcome | None:
+    """Judge one landing file and act on the verdict (see the module docstring).
+
+    ``path`` must be below landing (ValueError otherwise); it is looked at without following links.
+    None when it is a return still being written: it is left in landing, nothing is recorded.
+    """
+    return _ingest_entry(settings, landing.entry_at(settings.landing_dir, path), reference, today)
+
+
+def _ingest_entry(settings: Settings, entry: LandingEntry, reference: Reference,
+                  today: date | None) -> FileOutcome | None:
+    """The entry's outcome; None for a return still being written (left untouched, no audit row)."""
+    if entry.kind in (landing.NOT_REGULAR, landing.OUTSIDE):
+        return _refuse_unread(settings, entry, reference, entry.what, outside=entry.kind == landing.OUTSIDE)
+    if entry.is_arriving(settings.quiet_seconds):
+        return None
+    try:
+        content, stat = landing.read_regular(entry, settings.limits.max_file_bytes)
+    except landing.NotRegularFile as exc:  # it became a link, pipe... since landing was scanned
+        return _refuse_unread(settings, entry, reference, exc.what, outside=exc.outside)
+    except landing.FileTooLarge as exc:
+        try:
+            return _reject_too_large(settings, entry, reference, exc.size)
+        except landing.StillArriving:  # it changed while it was copied: no outcome yet
+            return None
+    except landing.StillArriving:  # replaced or written to since the scan, or while we read it
+        return None
+    if entry.kind != landing.RETURN:
+        return _reject_abandoned(settings, entry, reference, content, stat)
+    path = entry.path
     checksum = hashlib.sha256(content).hexdigest()
-    # Audit times are UTC; received is when the upload finished (the file's modification time).
-    received_at = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None)
-    verdict = judge(path, content, settings.landing_dir, reference, today=today)
-    validated_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    times = _file_times(stat.st_mtime, stat.st_ctime)  # received_at: see the module docstring
+    verdict = judge(path, content, settings.landing_dir, reference, today=today, limits=settings.limits)
+    validated_at = _utc()
     load_id = f"{validated_at:%Y%m%dT%H%M%S%f}-{checksum[:10]}"
-    key = verdict.key
+    key = verdict.key = _safe_key(verdict.key)
+    file_name = safe_name(path.name)
+    notes = safe_name("; ".join(verdict.notes), limit=None)  # they may quote a sheet's name
     base = dict(
         load_id=load_id, return_type=key.return_type, partner_code=key.partner_code,
-        period=key.period, file_name=path.name,
-        landing_path=_relative(path, settings.landing_dir), checksum_sha256=checksum,
-        size_bytes=len(content), received_at=received_at, validated_at=validated_at,
+        period=key.period, file_name=file_name,
+        landing_path=entry.relative, checksum_sha256=checksum,
+        size_bytes=len(content), validated_at=validated_at, **times,
     )
 
     if verdict.accepted:
@@ -209,12 +336,12 @@ def ingest_file(settings: Settings, path: Path, reference: Reference,
             previous = con.execute(
                 """SELECT load_id, checksum_sha256 FROM audit.loads
                    WHERE status = 'accepted' AND return_type = ? AND partner_code = ? AND period = ?
-                   ORDER BY received_at DESC, validated_at DESC, load_id DESC LIMIT 1""",
+                   ORDER BY arrival_seq DESC LIMIT 1""",
                 [key.return_type, key.partner_code, key.period],
             ).fetchone()
             duplicate_of = previous[0] if previous and previous[1] == checksum else None
             folder = _folder(settings.archive_dir, verdict, load_id)
-            stored = _relative(folder / path.name, settings.data_dir)
+            stored = _relative(folder / _stored_name(path.name), settings.data_dir)
             con.execute("BEGIN TRANSACTION")
             try:
                 if duplicate_of:
@@ -225,32 +352,178 @@ def ingest_file(settings: Settings, path: Path, reference: Reference,
                     _load_rows(con, key.return_type, load_id, verdict)
                     _audit(con, base, status="accepted", row_count=verdict.row_count,
                            is_nil=verdict.is_nil, stored_path=stored,
-                           message="; ".join(verdict.notes) or ("nil return" if verdict.is_nil else ""))
+                           message=notes or ("nil return" if verdict.is_nil else ""))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        _store(folder, path.name, content, stat.st_mtime)
-        _leave_landing(path, checksum)
+        make_dir(settings, folder)  # private before the partner's bytes go in (pkpi.files)
+        secure(settings, _store(folder, _stored_name(path.name), content, stat.st_mtime))
+        _leave_landing(entry, checksum)
         status = "duplicate" if duplicate_of else "accepted"
-        return FileOutcome(load_id, key.return_type, key.partner_code, key.period, path.name, status,
+        return FileOutcome(load_id, key.return_type, key.partner_code, key.period, file_name, status,
                            verdict.row_count, 0, stored,
-                           "duplicate of " + duplicate_of if duplicate_of else "; ".join(verdict.notes))
+                           "duplicate of " + duplicate_of if duplicate_of else notes)
 
-    problems = verdict.problems
+    return _reject(settings, reference, entry, verdict, base, content, row_count=verdict.row_count)
+
+
+def _reject(settings: Settings, reference: Reference, entry: LandingEntry, verdict: Verdict, base: dict,
+            content, *, row_count: int | None = None, remove: str = "checksum",
+            notify: bool = True) -> FileOutcome:
+    """Quarantine, audit, leave landing, tell the partner: what every rejection does.
+
+    ``content`` is the bytes, a function writing them (a file too large for memory; it may set
+    ``base``'s checksum and size), or None when nothing was read. ``remove``: ``checksum`` (only
+    while the landing file still holds the audited bytes), ``entry`` (the very entry scanned, for
+    one never read) or ``never``.
+    """
+    key, problems, load_id = verdict.key, verdict.problems, base["load_id"]
     folder = _folder(settings.quarantine_dir, verdict, load_id)
-    report = report_html(file_name=path.name, return_type=key.return_type, partner_code=key.partner_code,
-                         period=key.period, problems=problems, received_at=received_at, load_id=load_id)
-    stored = _relative(write_quarantine(folder, path.name, content, problems, report), settings.data_dir)
+    report = _report(base, key, problems)
+    make_dir(settings, folder)  # private before the partner's bytes go in (pkpi.files)
+    stored = _relative(write_quarantine(folder, _stored_name(entry.name), content, problems, report),
+                       settings.data_dir)
+    secure_tree(settings, folder)
     summary = audit_message(problems)
     with connect(settings) as con:
-        _audit(con, base, status="rejected", row_count=verdict.row_count, is_nil=False,
+        _audit(con, dict(base, error_rules=rule_ids(problems)), status="rejected", row_count=row_count, is_nil=False,
                stored_path=stored, error_count=len(problems), message=summary)
-    _leave_landing(path, checksum)
-    outcome = FileOutcome(load_id, key.return_type, key.partner_code, key.period, path.name,
-                          "rejected", verdict.row_count, len(problems), stored, summary, tuple(problems))
-    _notify_partner(settings, reference, outcome, checksum)
+    checksum = base["checksum_sha256"]
+    if remove != "never":
+        _leave_landing(entry, checksum if remove == "checksum" else None)
+    outcome = FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"],
+                          "rejected", row_count, len(problems), stored, summary, tuple(problems))
+    if notify:
+        _notify_partner(settings, reference, outcome, checksum if checksum != UNREAD_CHECKSUM else load_id)
+    else:
+        log.info("%s was made by the operating system, not sent by a partner: recorded without a notice",
+                 outcome.file_name)
     return outcome
+
+
+def _report(base: dict, key: ReturnKey, problems: list[Problem]) -> str:
+    """The readable report; a failure to render it never stops the file getting its outcome."""
+    try:
+        return report_html(file_name=base["file_name"], return_type=key.return_type,
+                           partner_code=key.partner_code, period=key.period, problems=problems,
+                           received_at=base["received_at"], load_id=base["load_id"])
+    except Exception as exc:  # the errors file and the audit row still say everything
+        log.warning("could not render the report for %s: %s: %s", base["load_id"], type(exc).__name__, exc)
+        return ("<!doctype html><meta charset='utf-8'><title>Rejected file</title><p>The report could "
+                "not be rendered; the errors file beside it lists every problem.</p>\n")
+
+
+def _claimed_key(entry: LandingEntry, reference: Reference) -> tuple[ReturnKey, list[Problem]]:
+    """Which return an entry the gate does not read claims to be, and its folder-layout problems.
+
+    A link may stand where a folder belongs (a linked partner or period folder): then its own
+    name is the folder it claims to be, so the partner it names can be told.
+    """
+    folders = entry.parts
+    if not (entry.kind == landing.NOT_REGULAR and entry.what == landing.LINK and len(folders) <= 3):
+        folders = folders[:-1]
+    folders = folders[:3]
+    placeholder = "\x00"  # no real name holds NUL: marks a level the entry does not reach
+    padded = folders + (placeholder,) * (3 - len(folders))
+    key, _, problems = locate(entry.root.joinpath(*padded, placeholder), entry.root, reference)
+    key = ReturnKey(*(None if v == placeholder else v for v in (key.return_type, key.partner_code, key.period)))
+    layout = [p for p in problems if p.rule == "path_layout"]
+    return _safe_key(key), layout
+
+
+def _unread_base(entry: LandingEntry, key: ReturnKey, checksum: str, size: int, mtime: float,
+                 ctime: float = 0.0) -> dict:
+    """The audit fields of an entry the gate does not judge; its load id does not need its bytes."""
+    validated_at = _utc()
+    tag = hashlib.sha256("/".join(entry.parts).encode("utf-8", "surrogateescape")).hexdigest()[:10]
+    return dict(
+        load_id=f"{validated_at:%Y%m%dT%H%M%S%f}-{tag}", return_type=key.return_type,
+        partner_code=key.partner_code, period=key.period, file_name=safe_name(entry.name),
+        landing_path=entry.relative, checksum_sha256=checksum, size_bytes=size,
+        validated_at=validated_at, **_file_times(mtime, ctime),
+    )
+
+
+def _refuse_unread(settings: Settings, entry: LandingEntry, reference: Reference, what: str,
+                   outside: bool) -> FileOutcome:
+    """A link, pipe, socket or device: rejected, audited and removed, its target never touched."""
+    key, layout = _claimed_key(entry, reference)
+    name = safe_name(entry.name)
+    if outside:
+        problem = Problem("outside_landing", (
+            f"'{name}' is {what}: its path leads outside the landing folder, so it was not opened "
+            "and nothing was loaded. Put the file itself in a real folder "
+            "landing/<return_type>/<partner_code>/<period>/ and upload it again."))
+    else:
+        problem = Problem("not_regular_file", (
+            f"'{name}' is {what}, not a plain file. Landing accepts plain files only, so it was "
+            "not opened or followed, nothing was loaded, and it was removed from landing. Upload "
+            "the file itself (not a link or shortcut to it) into the folder "
+            "landing/<return_type>/<partner_code>/<period>/."))
+    verdict = Verdict(key=key, problems=[problem] + layout)
+    base = _unread_base(entry, key, UNREAD_CHECKSUM, 0, entry.mtime, entry.ctime)
+    # Reached through a linked folder: nothing of it is in landing to remove (the link is refused
+    # on its own when landing is next scanned).
+    return _reject(settings, reference, entry, verdict, base, None, remove="never" if outside else "entry")
+
+
+def _reject_too_large(settings: Settings, entry: LandingEntry, reference: Reference, size: int) -> FileOutcome:
+    """Over the size limit: never read into memory, copied to quarantine in chunks, rejected."""
+    key, layout = _claimed_key(entry, reference)
+    limit = settings.limits.max_file_bytes
+    problem = Problem("file_too_large", (
+        f"The file is {size / 1e6:,.1f} MB; the limit is {limit / 1e6:,.1f} MB, so it was not "
+        "read. Split it into smaller files or contact the partnership data team."))
+    left = [_abandoned_problem(settings, entry)] if entry.kind != landing.RETURN else []
+    verdict = Verdict(key=key, problems=left + [problem] + layout)
+    base = _unread_base(entry, key, UNREAD_CHECKSUM, size, entry.mtime, entry.ctime)
+
+    def copy(sink) -> None:  # the audit row is written after the copy: it gets the real checksum
+        base["checksum_sha256"], base["size_bytes"], stat = landing.copy_regular(entry, sink)
+        base.update(_file_times(stat.st_mtime, stat.st_ctime))
+
+    return _reject(settings, reference, entry, verdict, base, copy,
+                   notify=entry.kind != landing.SYSTEM_FILE)
+
+
+def _reject_abandoned(settings: Settings, entry: LandingEntry, reference: Reference, content: bytes,
+                      stat) -> FileOutcome:
+    """A temporary, hidden, lock or system file left for too long: quarantined with its bytes."""
+    key, layout = _claimed_key(entry, reference)
+    verdict = Verdict(key=key, problems=[_abandoned_problem(settings, entry)] + layout)
+    base = _unread_base(entry, key, hashlib.sha256(content).hexdigest(), len(content), stat.st_mtime,
+                        stat.st_ctime)
+    return _reject(settings, reference, entry, verdict, base, content,
+                   notify=entry.kind != landing.SYSTEM_FILE)
+
+
+def _abandoned_problem(settings: Settings, entry: LandingEntry) -> Problem:
+    """Why a temporary, hidden, lock or system file left in landing was given an outcome."""
+    name, hours = safe_name(entry.name), f"{settings.abandoned_after_hours:g}"
+    if entry.kind == landing.SYSTEM_FILE:
+        return Problem("system_file", (
+            f"'{name}' is a file the operating system (Finder or Windows Explorer) makes for its own "
+            f"use, not a return. It was not checked or loaded, and after {hours} hours it was moved "
+            "from landing to quarantine. Nothing needs to be done."))
+    return Problem("upload_abandoned", (
+        f"'{name}' {_temporary_reason(entry)} and has not changed for {hours} hours, so it was "
+        "treated as an abandoned upload: it was not checked or loaded, and it is kept in "
+        "quarantine. If it was meant as a return, upload the whole file again under its final "
+        "name (for example contacts.csv) into landing/<return_type>/<partner_code>/<period>/."))
+
+
+def _temporary_reason(entry: LandingEntry) -> str:
+    """Why a name is not a finished return, for the partner."""
+    name = entry.name
+    if any(f.startswith(landing.IN_PROGRESS_PREFIXES) for f in entry.parts[:-1]):
+        return "is in a hidden folder (its name starts with '.' or '~$')"
+    if name.startswith("~$"):
+        return "is an Office lock file (its name starts with '~$'), not a return"
+    if name.startswith("."):
+        return "is a hidden file (its name starts with '.')"
+    suffix = next((s for s in landing.IN_PROGRESS_SUFFIXES if name.lower().endswith(s)), "a temporary suffix")
+    return f"still has an upload tool's temporary name (ending in {suffix})"
 
 
 def _load_rows(con, return_type: str, load_id: str, verdict: Verdict) -> None:
@@ -270,6 +543,8 @@ def _load_rows(con, return_type: str, load_id: str, verdict: Verdict) -> None:
 
 def _audit(con, base: dict, *, status: str, row_count: int | None, is_nil: bool, stored_path: str,
            error_count: int = 0, duplicate_of: str | None = None, message: str = "") -> None:
+    note = _time_note(base)  # every audit row passes here: a future modification time is noted
+    message = "; ".join(m for m in (message, note) if m)
     row = dict(base, status=status, row_count=row_count, is_nil=is_nil, stored_path=stored_path,
                error_count=error_count, duplicate_of=duplicate_of, message=message)
     names = ", ".join(row)
@@ -284,13 +559,14 @@ def _notify_partner(settings: Settings, reference: Reference, outcome: FileOutco
         return
     from .mailer import deliver  # delivery is its own stage; imported when a notice is due
 
-    message = notice_message(
-        partnership=settings.partnership_name, sender=settings.smtp.sender, recipient=contact,
-        file_name=outcome.file_name, return_type=outcome.return_type, partner_code=outcome.partner_code,
-        period=outcome.period, problems=list(outcome.problems), load_id=outcome.load_id,
-    )
+    # The outcome's names are already safe (pkpi.landing.safe_name): a name cannot inject a header.
     key = f"rejection:{outcome.return_type}:{outcome.partner_code}:{outcome.period}:{checksum}"
     try:
+        message = notice_message(
+            partnership=settings.partnership_name, sender=settings.smtp.sender, recipient=contact,
+            file_name=outcome.file_name, return_type=outcome.return_type, partner_code=outcome.partner_code,
+            period=outcome.period, problems=list(outcome.problems), load_id=outcome.load_id,
+        )
         deliver(settings, message, kind="rejection", idempotency_key=key,
                 period=outcome.period, partner_code=outcome.partner_code)
     except Exception as exc:  # the file stays rejected and quarantined whatever the mail server does

@@ -31,7 +31,7 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from .landing import waiting_returns
+from .landing import DEFAULT_ABANDONED_AFTER_HOURS, waiting_returns
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -77,23 +77,31 @@ class ReturnsWaitingTrigger(BaseTrigger):
     The event's payload is ``{"waiting": <number of files found, 0 at the deadline>}``.
     """
 
-    def __init__(self, landing_dir: str, deadline: str, poke_interval: float = POKE_INTERVAL_SECONDS):
+    def __init__(self, landing_dir: str, deadline: str, poke_interval: float = POKE_INTERVAL_SECONDS,
+                 abandoned_after_hours: float = DEFAULT_ABANDONED_AFTER_HOURS, quiet_seconds: float = 0.0):
         super().__init__()
         self.landing_dir = landing_dir
+        self.abandoned_after_hours = abandoned_after_hours  # abandoned uploads wake the ingest too
+        # A return still being written does not fire the trigger (the ingest would leave it): it
+        # fires once the file has been quiet this long. 0 (a trigger serialised before the
+        # setting existed) fires at once, and the ingest then leaves a file still arriving.
+        self.quiet_seconds = quiet_seconds
         self.deadline = deadline  # ISO 8601, UTC: triggers are serialised to the database
         self.poke_interval = poke_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {"landing_dir": self.landing_dir, "deadline": self.deadline, "poke_interval": self.poke_interval},
+            {"landing_dir": self.landing_dir, "deadline": self.deadline, "poke_interval": self.poke_interval,
+             "abandoned_after_hours": self.abandoned_after_hours, "quiet_seconds": self.quiet_seconds},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         deadline = datetime.fromisoformat(self.deadline)
         while True:
             # The walk is blocking file-system work: keep it off the triggerer's event loop.
-            found = await asyncio.to_thread(waiting_returns, Path(self.landing_dir))
+            found = await asyncio.to_thread(waiting_returns, Path(self.landing_dir), None,
+                                            self.abandoned_after_hours, self.quiet_seconds)
             if found:
                 self.log.info("%d return file(s) waiting in %s.", len(found), self.landing_dir)
                 yield TriggerEvent({"waiting": len(found)})
@@ -119,11 +127,16 @@ class ReturnsWaitingSensor(BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, **kwargs)
 
     def poke(self, context: Any) -> bool:
-        return bool(waiting_returns(Settings.from_env().landing_dir, limit=1))
+        settings = Settings.from_env()
+        return bool(waiting_returns(settings.landing_dir, limit=1,
+                                    abandoned_after_hours=settings.abandoned_after_hours,
+                                    quiet_seconds=settings.quiet_seconds))
 
     def execute(self, context: Any) -> int:
-        landing_dir = Settings.from_env().landing_dir
-        waiting = len(waiting_returns(landing_dir))
+        settings = Settings.from_env()
+        landing_dir = settings.landing_dir
+        waiting = len(waiting_returns(landing_dir, abandoned_after_hours=settings.abandoned_after_hours,
+                                      quiet_seconds=settings.quiet_seconds))
         if waiting:
             self.log.info("%d return file(s) waiting in %s: ingesting them now.", waiting, landing_dir)
             return waiting
@@ -136,7 +149,8 @@ class ReturnsWaitingSensor(BaseSensorOperator):
             landing_dir, f"{deadline:%H:%M}",
         )
         self.defer(
-            trigger=ReturnsWaitingTrigger(str(landing_dir), deadline.isoformat(), float(self.poke_interval)),
+            trigger=ReturnsWaitingTrigger(str(landing_dir), deadline.isoformat(), float(self.poke_interval),
+                                          settings.abandoned_after_hours, settings.quiet_seconds),
             method_name="execute_complete",
             timeout=wait + DEFERRAL_GRACE,
         )

@@ -43,6 +43,7 @@ DAG_ID = "partnership_monthly"
 INGEST_DAG_ID = "partner_returns_ingest"
 MART_DAG_ID = "partnership_mart_build"
 REMINDERS_DAG_ID = "partner_return_reminders"
+RETENTION_DAG_ID = "partner_returns_retention"
 OWNER = "partnership-data-team"
 TIMEZONE = "Europe/London"
 """The partnership's clock: the schedule runs on it and months begin and end on it."""
@@ -139,10 +140,16 @@ def period_for_run(context: Mapping[str, Any]) -> str:
 def task_settings() -> Settings:
     """The settings a task runs with: the environment, plus Airflow's ``smtp_default``
     connection for mail when no ``PKPI_SMTP_HOST`` is set (see pkpi.mailer.with_airflow_smtp).
+
+    Every task calls it first, so it is also the tasks' entry point for file modes: it sets the
+    task process's umask and tightens the data folder (pkpi.files.secure_entry_point).
     """
+    from .files import secure_entry_point
     from .mailer import with_airflow_smtp  # imported here: the mailer loads DuckDB
 
-    return with_airflow_smtp(Settings.from_env())
+    settings = with_airflow_smtp(Settings.from_env())
+    secure_entry_point(settings)
+    return settings
 
 
 def send_for_run(context: Mapping[str, Any]) -> bool:

@@ -7,8 +7,11 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-FINANCIAL_YEAR_RE = re.compile(r"^(\d{4})-(\d{2})$")
+# ASCII digits only ([0-9], not \d, which also matches Arabic-Indic or full-width digits), and
+# always applied with fullmatch: a pattern's $ also matches before a final newline, so
+# "2019-11\n" would pass .match(). MONTH_RE is also the Airflow param's JSON-schema pattern.
+MONTH_RE = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
+FINANCIAL_YEAR_RE = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
 class PeriodError(ValueError):
@@ -28,26 +31,36 @@ class Period:
         return self.start <= day <= self.end
 
 
+def as_written(text: str, limit: int = 80) -> str:
+    """Text for a message, with control and other invisible characters shown as escapes
+    (``2019-11\\x0a``), so a message says exactly what was written and never breaks a line."""
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
 def parse_month(label: str) -> Period:
-    """``2025-03`` -> the calendar month; raises PeriodError otherwise."""
-    match = MONTH_RE.match(label or "")
-    if not match:
-        raise PeriodError(f"'{label}' is not a month: write it as YYYY-MM, for example 2025-03.")
+    """``2025-03`` -> the calendar month; raises PeriodError otherwise (ASCII digits only)."""
+    match = MONTH_RE.fullmatch(label) if isinstance(label, str) else None
+    if not match or match.group(1) == "0000":
+        raise PeriodError(f"'{as_written(label)}' is not a month: write it as YYYY-MM, for "
+                          "example 2025-03 (digits 0-9, nothing before or after).")
     year, month = int(match.group(1)), int(match.group(2))
     last = calendar.monthrange(year, month)[1]
-    return Period(date(year, month, 1), date(year, month, last), "month", label)
+    return Period(date(year, month, 1), date(year, month, last), "month", f"{year:04d}-{month:02d}")
 
 
 def parse_financial_year(label: str) -> Period:
-    """``2022-23`` -> 2022-04-01..2023-03-31; raises PeriodError otherwise."""
-    match = FINANCIAL_YEAR_RE.match(label or "")
-    if not match or (int(match.group(1)) + 1) % 100 != int(match.group(2)):
+    """``2022-23`` -> 2022-04-01..2023-03-31; raises PeriodError otherwise (ASCII digits only)."""
+    match = FINANCIAL_YEAR_RE.fullmatch(label) if isinstance(label, str) else None
+    if (not match or match.group(1) in ("0000", "9999")
+            or (int(match.group(1)) + 1) % 100 != int(match.group(2))):
         raise PeriodError(
-            f"'{label}' is not a financial year: write it as YYYY-YY, for example 2022-23 "
-            "(April 2022 to March 2023)."
+            f"'{as_written(label)}' is not a financial year: write it as YYYY-YY, for example "
+            "2022-23 (April 2022 to March 2023; digits 0-9, nothing before or after)."
         )
     start_year = int(match.group(1))
-    return Period(date(start_year, 4, 1), date(start_year + 1, 3, 31), "financial_year", label)
+    return Period(date(start_year, 4, 1), date(start_year + 1, 3, 31), "financial_year",
+                  f"{start_year:04d}-{(start_year + 1) % 100:02d}")
 
 
 def parse_period(label: str, kind: str) -> Period:

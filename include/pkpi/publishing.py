@@ -4,16 +4,27 @@ The mart keeps every figure exactly; ``published/kpi_mart.duckdb`` and its Parqu
 the warehouse, so :func:`apply_disclosure_control` runs the rules of :mod:`pkpi.disclosure` over
 the copy before it is renamed into place (kpi-mart.md section 5):
 
+- cells: every figure is made of counts of categories ("cells"), linked once per KPI in
+  :data:`pkpi.disclosure.KPI_LINKS`: a percentage's numerator and denominator are the same cells
+  as the breakdown rows they count (the under-1 numerator is two age bands, the JAR denominator
+  the unexpected deaths), and a nested percentage implies a third cell, denominator minus
+  numerator. The relations between cells (a breakdown adds up to its total, the partners to ALL,
+  the months to their financial year, a numerator and its rest to the denominator) are what a
+  reader can difference;
 - primary: in a disclosive row (:func:`pkpi.disclosure.is_disclosive`: a KPI the catalogue
   marks disclosive, every child death KPI, any breakdown by sex or ethnicity) a count from 1 to
-  threshold-1 is hidden, and so is a ratio whose numerator or denominator is from 1 to
-  threshold-1;
-- complementary: wherever parts add up to a published total (the values of each breakdown and its
-  total; the partners and ALL), one hidden part could be worked out by subtraction, so more parts
-  are hidden (:meth:`DisclosureControl.protect_parts`), repeated until nothing changes;
+  threshold-1 is hidden, and so is a ratio whose numerator, denominator or (nested) rest is;
+- complementary: wherever a relation's total is published and a part that must stay unknown is
+  hidden, more parts are hidden (the smallest first) until at least two are and they add up to
+  the threshold or more;
 - years: a financial year's figure is the last of the year-to-date figures that monthly
   scorecards publish, so once a month is hidden, a year in progress is hidden, and a complete
-  year stays shown only if the months from the first hidden one on protect it (_protect_year);
+  year's months can only be protected by the months from the first hidden one on;
+- the guarantee (_Model._audit): for every small count that must stay unknown, an integer
+  feasibility audit over all the relations (scipy's HiGHS) finds its least and greatest value
+  consistent with what is published, with and without reading "<5" as 1 to 4; while any is
+  pinned down (least = greatest) or shown to be small by the numbers alone, the smallest
+  published count that mends it is hidden too (as a last resort, "<5" becomes [c]);
 - the scorecard hides its figures where the matching kpi_values row is hidden, and a year to
   date (count or percentage) whenever any month it adds up is hidden (consecutive year-to-date
   figures would otherwise give that month away); a hidden value's RAG reads grey, and its trend
@@ -41,7 +52,7 @@ from typing import Mapping
 
 import duckdb
 
-from .disclosure import DisclosureControl, Figure, Reason, is_disclosive
+from .disclosure import COUNT_UNITS, KPI_LINKS, Count, DisclosureControl, Reason, _number, is_disclosive, link_of
 from .periods import shift_month
 
 Key = tuple[str, str, str, str, str, str]  # kpi_code, period_grain, period, partner_code, dimension, dimension_value
@@ -55,70 +66,50 @@ def apply_disclosure_control(con: duckdb.DuckDBPyConnection, schema: str, thresh
     ``con`` is the connection to the publication being written (never the warehouse). Returns
     how many figures were hidden.
     """
-    control = DisclosureControl(threshold)
-    hidden = _control_kpi_values(con, schema, control)
-    hidden_in_scorecard = _control_scorecard(con, schema, control, hidden)
-    return len(hidden) + hidden_in_scorecard
+    # The very decisions the scorecards and mart.scorecard.suppressed use (pkpi build has usually
+    # just made them, in int_scorecard_disclosure, over the same tables).
+    decisions = decide(
+        {name: con.execute(f"select {', '.join(columns)} from {schema}.{name}").df()
+         for name, columns in DECISION_TABLES.items()},
+        threshold,
+    )
+    con.execute(f"alter table {schema}.kpi_values add column if not exists suppressed boolean default false")
+    con.execute(f"alter table {schema}.kpi_values add column if not exists suppression_reason varchar")
+    con.execute(f"update {schema}.kpi_values set suppressed = false, suppression_reason = null")
+    _mark_disclosive(con, schema, list(decisions.disclosive))
+    if decisions.kpi_values:
+        _mark_hidden(con, schema, decisions.kpi_values)
+    hidden_in_scorecard = _control_scorecard(con, schema, decisions.scorecard)
+    return len(decisions.kpi_values) + hidden_in_scorecard
 
 
 # --- kpi_values ---------------------------------------------------------------------------------
 
 
-def _control_kpi_values(con, schema: str, control: DisclosureControl) -> dict[Key, Reason]:
-    con.execute(f"alter table {schema}.kpi_values add column if not exists suppressed boolean default false")
-    con.execute(f"alter table {schema}.kpi_values add column if not exists suppression_reason varchar")
-    con.execute(f"update {schema}.kpi_values set suppressed = false, suppression_reason = null")
+def _control_kpi_values(con, schema: str, control: DisclosureControl) -> tuple[dict[Key, Reason], list[Key]]:
+    """(hidden rows and why, the rows treated as disclosive) of ``schema.kpi_values``."""
     # Which rows are disclosive is pkpi.disclosure's rule (the catalogue's flag, child death
     # KPIs, breakdowns by sex or ethnicity), the same one the scorecard applies; the mart's own
     # disclosive column is brought into line with it for readers of the copy.
     rows = con.execute(
         f"""
         select v.kpi_code, v.period_grain, v.period, v.partner_code, v.dimension, v.dimension_value,
-               v.numerator, v.denominator, v.value, k.unit, m.financial_year,
+               v.numerator, v.denominator, v.value, k.unit,
                coalesce(v.disclosive, false) or coalesce(k.disclosive, false) as marked
         from {schema}.kpi_values as v
         inner join {schema}.dim_kpi as k on k.kpi_code = v.kpi_code
-        left join {schema}.dim_month as m on v.period_grain = 'month' and m.month = v.period
         """
     ).fetchall()
-    figures: dict[Key, Figure] = {}
-    raw: dict[Key, float | None] = {}
-    units: dict[Key, str] = {}
-    fy_of_month: dict[Key, str | None] = {}
-    for *key, numerator, denominator, value, unit, financial_year, marked in rows:
+    months = dict(con.execute(f"select month, financial_year from {schema}.dim_month").fetchall())
+    model = _Model(control, months)
+    disclosive: list[Key] = []
+    for *key, numerator, denominator, value, unit, marked in rows:
         key = tuple(key)
-        if not is_disclosive(key[0], marked, key[4]):
-            continue
-        figures[key] = control.figure(value, unit, True, numerator, denominator)
-        raw[key] = value
-        units[key] = unit
-        fy_of_month[key] = financial_year
-
-    # Complementary suppression runs over counts: those are what subtraction recovers.
-    count_keys = [k for k in figures if units[k] == "count"]
-    groups = _additive_groups(count_keys)
-    years = _year_groups(list(figures), fy_of_month)
-    for _ in range(_MAX_ROUNDS):
-        changed = False
-        for total_key, part_keys in groups:
-            total = figures.get(total_key)
-            published = total is not None and not total.hidden and total.value is not None
-            parts = {k: figures[k] for k in part_keys}
-            protected = control.protect_parts(parts, {k: raw[k] for k in part_keys}, published)
-            for k, figure in protected.items():
-                if figure.hidden and not figures[k].hidden:
-                    figures[k] = figure
-                    changed = True
-        for total_key, month_keys in years:
-            changed |= _protect_year(control, figures, raw, units[total_key], total_key, month_keys)
-        if not changed:
-            break
-
-    _mark_disclosive(con, schema, list(figures))
-    hidden = {k: f.reason for k, f in figures.items() if f.hidden}
-    if hidden:
-        _mark_hidden(con, schema, hidden)
-    return hidden
+        is_it = is_disclosive(key[0], marked, key[4])
+        if is_it:
+            disclosive.append(key)
+        model.add_row(key, unit, numerator, denominator, value, is_it)
+    return model.decide(), disclosive
 
 
 def _mark_disclosive(con, schema: str, keys: list[Key]) -> None:
@@ -143,72 +134,474 @@ def _mark_disclosive(con, schema: str, keys: list[Key]) -> None:
     con.execute("drop table disclosive_figures")
 
 
-def _additive_groups(keys: list[Key]) -> list[tuple[Key, list[Key]]]:
-    """(total, parts) for the ways published counts add up within one period: the values of each
-    breakdown and its total, the partners and ALL. (Months and their year: _year_groups.)"""
-    present = set(keys)
-    # Each breakdown adds up to the total on its own (the death types of a month's deaths, and
-    # separately their age bands), so each is its own group: pooling them would let the hidden
-    # parts of one breakdown count towards protecting another.
-    breakdowns: dict[tuple[Key, str], list[Key]] = defaultdict(list)
-    partners: dict[Key, list[Key]] = defaultdict(list)
-    for key in keys:
-        kpi, grain, period, partner, dimension, value = key
-        if dimension != "total":
-            breakdowns[((kpi, grain, period, partner, "total", "total"), dimension)].append(key)
-        if partner != "ALL":
-            partners[(kpi, grain, period, "ALL", dimension, value)].append(key)
-    candidates = [(total, parts) for (total, _), parts in breakdowns.items()]
-    candidates += list(partners.items())
-    return [(total, parts) for total, parts in candidates if total in present and parts]
+# --- the counts behind the published figures, and how they add up ---------------------------
+#
+# A cell is one count of a category: a count KPI's row, or a ratio's numerator, denominator or
+# (for a nested ratio) denominator minus numerator, identified through KPI_LINKS so that the
+# same count published by two rows is one cell (the JAR denominator is the death_type unexpected
+# row's count). A row is published or hidden as a whole; a cell is known when any row carrying
+# it is published, or when a relation (a total and the parts that add up to it) gives it away.
+
+Cell = tuple
 
 
-def _year_groups(keys: list[Key], fy_of_month: dict[Key, str | None]) -> list[tuple[Key, list[Key]]]:
-    """(financial-year row, its month rows in order) for every disclosive year figure."""
-    present = set(keys)
-    months: dict[Key, list[Key]] = defaultdict(list)
-    for key in keys:
-        kpi, grain, period, partner, dimension, value = key
-        if grain == "month" and fy_of_month.get(key):
-            months[(kpi, "financial_year", fy_of_month[key], partner, dimension, value)].append(key)
-    return [(total, sorted(parts, key=lambda k: k[2])) for total, parts in months.items() if total in present]
+def _period(cell: Cell) -> str:
+    return cell[4] if cell[0] == "n" else cell[5]
 
 
-def _protect_year(control: DisclosureControl, figures: dict[Key, Figure], raw: dict[Key, float | None],
-                  unit: str, total_key: Key, month_keys: list[Key]) -> bool:
-    """Keep a financial year's figure from giving away a hidden month; True if anything changed.
+class _Model:
+    """The cells, the rows that publish them and the relations between them, and the decisions."""
 
-    Monthly scorecards publish the year to date every month, and the year's figure is the last
-    year to date, so differences between releases recover any month whose year to date is shown
-    on either side of it. Once any month of the year is hidden:
-    - a year still in progress (no March yet) is hidden: it is this month's year to date;
-    - a complete year's count stays shown only if the months from the first hidden one onwards
-      (the earlier ones are known from the year-to-date figures already published) can protect
-      it: at least two hidden, adding up to the threshold or more, hiding more of them if need be
-      (:meth:`DisclosureControl.protect_parts`); otherwise the year is hidden too. A complete
-      year's percentage is hidden (its counts are the counts of the months).
-    """
-    hidden_months = [k for k in month_keys if figures[k].hidden]
-    total = figures[total_key]
-    if not hidden_months or total.hidden:
+    def __init__(self, control: DisclosureControl, months: Mapping[str, str]):
+        self.control = control
+        self.t = control.threshold
+        self.months = dict(months)  # month -> financial year
+        self.value: dict[Cell, float] = {}
+        self.cells: dict[Key, dict[str, Cell]] = {}  # row -> {role: cell} (role: count/numerator/...)
+        self.published: dict[Key, tuple[Cell, ...]] = {}  # the cells a row shows when published
+        self.carriers: dict[Cell, list[Key]] = defaultdict(list)
+        self.disclosive: set[Key] = set()
+        self.unit: dict[Key, str] = {}
+        self.row_values: dict[Key, tuple] = {}
+        self.sensitive: set[Cell] = set()
+        self.relations: dict[tuple[Cell, frozenset], tuple[str, Cell, tuple[Cell, ...]]] = {}
+        self.hidden: dict[Key, Reason] = {}
+        self.labelled: set[Cell] = set()
+        self.safe: set[frozenset] = set()  # components the audit found safe
+
+    # --- building ----------------------------------------------------------------------
+
+    def _relation(self, kind: str, total: Cell, parts) -> None:
+        parts = tuple(parts)
+        if parts:
+            self.relations.setdefault((total, frozenset(parts)), (kind, total, parts))
+
+    def count_cell(self, kpi: str, grain: str, period: str, partner: str, dimension: str, value: str) -> Cell:
+        link = KPI_LINKS.get(kpi)
+        if link is not None and link.same_as is not None and dimension == "total":
+            return self.category(link.same_as, grain, period, partner)
+        return ("n", kpi, "", grain, period, partner, dimension, value)
+
+    def category(self, count: Count, grain: str, period: str, partner: str) -> Cell:
+        if len(count.values) == 1:
+            return self.count_cell(count.kpi_code, grain, period, partner, count.dimension, count.values[0])
+        cell = ("sum", count.kpi_code, count.dimension, count.values, grain, period, partner)
+        self._relation("numerator/denominator vs breakdowns", cell,
+                       (self.count_cell(count.kpi_code, grain, period, partner, count.dimension, v) for v in count.values))
+        return cell
+
+    def _set(self, cell: Cell, value) -> None:
+        value = _number(value)
+        if value is not None and cell not in self.value:
+            self.value[cell] = value
+
+    def add_row(self, key: Key, unit: str, numerator, denominator, value, disclosive: bool) -> None:
+        kpi, grain, period, partner, dimension, dimension_value = key
+        link = link_of(kpi, unit)
+        self.unit[key] = unit
+        self.row_values[key] = (numerator, denominator, value)
+        if disclosive:
+            self.disclosive.add(key)
+        if not link.counted:
+            self.cells[key] = {}
+            self.published[key] = ()
+            return
+        own = lambda role: ("n", kpi, role, grain, period, partner, dimension, dimension_value)  # noqa: E731
+        linked = dimension == "total"  # links are between totals; a breakdown's cells are its own
+        if unit in COUNT_UNITS:
+            cells = {"count": self.count_cell(*key)}
+            self._set(cells["count"], value)
+        else:
+            cells = {"numerator": self.category(link.numerator, grain, period, partner)
+                     if link.numerator and linked else own("numerator")}
+            self._set(cells["numerator"], numerator)
+            if link.denominator_counted:
+                cells["denominator"] = (self.category(link.denominator, grain, period, partner)
+                                        if link.denominator and linked else own("denominator"))
+                self._set(cells["denominator"], denominator)
+                if link.nested:
+                    cells["rest"] = (self.category(link.rest, grain, period, partner)
+                                     if link.rest and linked else own("rest"))
+                    num, den = _number(numerator), _number(denominator)
+                    if num is not None and den is not None:
+                        self._set(cells["rest"], den - num)
+                    self._relation("numerator/denominator vs breakdowns", cells["denominator"],
+                                   (cells["numerator"], cells["rest"]))
+        self.cells[key] = cells
+        # A ratio's row shows its numerator and denominator; the rest is only implied.
+        self.published[key] = tuple(c for role, c in cells.items() if role != "rest")
+        for cell in self.published[key]:
+            self.carriers[cell].append(key)
+        if disclosive:
+            self.sensitive.update(cells.values())
+
+    def _add_relations(self) -> None:
+        """Breakdowns add up to their total, partners to ALL, months to their financial year."""
+        groups: dict[tuple[str, Cell, str], list[Cell]] = defaultdict(list)
+        for key, cells in self.cells.items():
+            kpi, grain, period, partner, dimension, value = key
+            related = []
+            if dimension != "total":
+                related.append(("breakdown vs total", (kpi, grain, period, partner, "total", "total"), dimension))
+            if partner != "ALL":
+                related.append(("partner vs ALL", (kpi, grain, period, "ALL", dimension, value), ""))
+            if grain == "month" and period in self.months:
+                related.append(("year vs months", (kpi, "financial_year", self.months[period], partner, dimension, value), ""))
+            for kind, total_key, by in related:
+                total_cells = self.cells.get(total_key)
+                if not total_cells:
+                    continue
+                for role, cell in cells.items():
+                    if role in total_cells and total_cells[role] != cell:
+                        groups[(kind, total_cells[role], by)].append(cell)
+        for (kind, total, _), parts in groups.items():
+            self._relation(kind, total, sorted(set(parts), key=str))
+
+    # --- what a reader can know -------------------------------------------------------
+
+    def carried_known(self, cell: Cell) -> bool:
+        return any(k not in self.hidden for k in self.carriers.get(cell, ()))
+
+    def hideable(self, cell: Cell) -> bool:
+        carriers = self.carriers.get(cell, ())
+        return bool(carriers) and all(k in self.disclosive for k in carriers)
+
+    def v(self, cell: Cell) -> float:
+        return self.value.get(cell) or 0.0
+
+    def hide_cell(self, cell: Cell, reason: Reason = Reason.COMPLEMENT) -> bool:
+        changed = False
+        for key in self.carriers.get(cell, ()):
+            if key not in self.hidden and key in self.disclosive:
+                self.hidden[key] = reason
+                changed = True
+        return changed
+
+    # --- deciding ------------------------------------------------------------------------
+
+    def decide(self) -> dict[Key, Reason]:
+        self.present_months = set(self.months) & {k[2] for k in self.cells if k[1] == "month"}
+        self._add_relations()
+        self._primary()
+        self.protect = {c for c in self.sensitive if self.control.is_small(self.value.get(c))}
+        # Each round hides at least one more row, so this ends; the bound is only a backstop.
+        for _ in range(len(self.cells) + _MAX_ROUNDS):
+            changed = self._years()
+            changed |= self._complementary()
+            if not changed:
+                changed = self._audit()
+            if not changed:
+                break
+        return dict(self.hidden)
+
+    def _primary(self) -> None:
+        for key in self.disclosive:
+            cells = self.cells.get(key)
+            unit = self.unit[key]
+            numerator, denominator, value = self.row_values[key]
+            nested = link_of(key[0], unit).nested
+            figure = self.control.figure(value, unit, True, numerator, denominator, nested=nested)
+            if figure.hidden:
+                self.hidden[key] = figure.reason
+            elif cells and any(self.control.is_small(self.value.get(c)) for c in cells.values()):
+                self.hidden[key] = Reason.SMALL_COUNT if unit in COUNT_UNITS else Reason.SMALL_BASE
+        # A count shown as "<t" tells the reader it is from 1 to t-1.
+        self.labelled = {self.cells[k]["count"] for k, r in self.hidden.items()
+                         if r is Reason.SMALL_COUNT and "count" in self.cells.get(k, {})}
+
+    def _complementary(self) -> bool:
+        """Where a relation's total is known and a part that must stay unknown is not, hide more
+        parts (the smallest first) until at least two are hidden and they add up to t or more."""
+        changed = False
+        # Published cells only: one worked out from this very relation is what is at stake.
+        known = {c for c in self.carriers if self.carried_known(c)}
+        for kind, total, parts in list(self.relations.values()):
+            if total not in known:
+                continue
+            hidden = [p for p in parts if p not in known]
+            if not any(p in self.protect for p in hidden):
+                continue
+            if kind == "year vs months" and self._in_progress(total):
+                continue  # the year rule hides the year itself (_years)
+            first = self._first_hidden_month(parts, known) if kind == "year vs months" else None
+            while len(hidden) < 2 or sum(self.v(p) for p in hidden) < self.t:
+                candidates = sorted(
+                    (p for p in parts if p not in hidden and self.carried_known(p) and self.hideable(p)
+                     and self.v(p) > 0 and (first is None or _period(p) >= first)),
+                    key=lambda p: (self.v(p), str(p)),
+                )
+                if not candidates:
+                    # The parts cannot protect it (a complete year whose last months are all
+                    # hidden already): the total goes instead.
+                    if self.hideable(total) and self.hide_cell(total):
+                        self.protect.add(total)
+                        changed = True
+                        known = {c for c in self.carriers if self.carried_known(c)}
+                    break
+                self.hide_cell(candidates[0])
+                self.protect.add(candidates[0])
+                changed = True
+                known = {c for c in self.carriers if self.carried_known(c)}
+                hidden = [p for p in parts if p not in known]
+        return changed
+
+    def _in_progress(self, year_cell: Cell) -> bool:
+        """True for a financial year whose March is not in the mart yet."""
+        year = _period(year_cell)
+        return not any(self.months.get(m) == year and m.endswith("-03") for m in self.present_months)
+
+    @staticmethod
+    def _first_hidden_month(parts, known) -> str | None:
+        # Earlier months' years to date were published month by month before the first hidden
+        # one, so only the months from it on can protect the year.
+        hidden = [_period(p) for p in parts if p not in known]
+        return min(hidden) if hidden else None
+
+    def _years(self) -> bool:
+        """A financial year still in progress is this month's year to date, and next month's
+        would give this month away: it is hidden once any month it adds up is unknown."""
+        changed = False
+        known = {c for c in self.carriers if self.carried_known(c)}
+        for kind, total, parts in list(self.relations.values()):
+            if kind != "year vs months":
+                continue
+            if not self._in_progress(total) or total not in known or all(p in known for p in parts):
+                continue
+            if not any(p in self.protect for p in parts if p not in known):
+                continue
+            changed |= self.hide_cell(total)
+            self.protect.add(total)
+            known = {c for c in self.carriers if self.carried_known(c)}
+        return changed
+
+    # --- the guarantee: an integer feasibility audit ------------------------------------
+
+    def _audit(self) -> bool:
+        """For each small count that must stay unknown, its least and greatest value over all
+        non-negative whole numbers consistent with what is published; when they are equal, or
+        the published numbers alone put it within 1..t-1, hide one more figure beside it.
+        Returns True when anything was hidden (the caller runs the rules again)."""
+        known_cells = {c for c in self.carriers if self.carried_known(c)}
+        relations = [(kind, total, parts) for kind, total, parts in self.relations.values()
+                     if any(c not in known_cells for c in (total, *parts))]
+        # Components of unknown cells joined by a relation: each is audited on its own.
+        parent: dict[Cell, Cell] = {}
+
+        def find(c):
+            while parent.setdefault(c, c) != c:
+                parent[c] = parent[parent[c]]
+                c = parent[c]
+            return c
+
+        for _, total, parts in relations:
+            unknown = [c for c in (total, *parts) if c not in known_cells]
+            for c in unknown[1:]:
+                parent[find(c)] = find(unknown[0])
+        components: dict[Cell, list] = defaultdict(list)
+        for relation in relations:
+            first = next(c for c in (relation[1], *relation[2]) if c not in known_cells)
+            components[find(first)].append(relation)
+        targets = {c for c in self.protect if c not in known_cells and self.control.is_small(self.value.get(c))}
+        changed = False
+        for root, rels in components.items():
+            cells = sorted({c for _, total, parts in rels for c in (total, *parts) if c not in known_cells}, key=str)
+            mine = [c for c in cells if c in targets]
+            # A component is the same system of equations as long as the same cells are unknown
+            # in it (hiding anything adds a cell), so one found safe stays safe.
+            signature = frozenset(cells)
+            if not mine or signature in self.safe:
+                continue
+            # One more figure beside each exposed count, then the rules and the audit run again.
+            mended = False
+            for exposed in _exposed(cells, rels, known_cells, self.v, self.labelled, mine, self.t):
+                if mended and not self._is_exposed(exposed):
+                    continue  # mended by what was hidden for another count of this pass
+                known_now = {c for c in self.carriers if self.carried_known(c)}
+                if self._mend(exposed, known_now) or self._hide_beside(exposed, known_now) \
+                        or self._hide_in(rels, known_now) or self._unlabel(exposed, rels):
+                    mended = True
+            if mended:
+                changed = True
+            else:
+                self.safe.add(signature)
+        return changed
+
+    def _component(self, cell: Cell, known_cells):
+        """The unknown cells joined to ``cell`` by relations, and those relations."""
+        if not hasattr(self, "_by_cell"):
+            self._by_cell: dict[Cell, list] = defaultdict(list)
+            for relation in self.relations.values():
+                for c in (relation[1], *relation[2]):
+                    self._by_cell[c].append(relation)
+        by_cell = self._by_cell
+        seen, todo, rels = {cell}, [cell], {}
+        while todo:
+            for relation in by_cell.get(todo.pop(), ()):
+                key = (relation[1], relation[2])
+                if key in rels:
+                    continue
+                rels[key] = relation
+                for c in (relation[1], *relation[2]):
+                    if c not in known_cells and c not in seen:
+                        seen.add(c)
+                        todo.append(c)
+        return sorted(seen, key=str), list(rels.values())
+
+    def _is_exposed(self, cell: Cell) -> bool:
+        known_cells = {c for c in self.carriers if self.carried_known(c)}
+        cells, rels = self._component(cell, known_cells)
+        return any(True for _ in _exposed(cells, rels, known_cells, self.v, self.labelled, [cell], self.t))
+
+    def _mend(self, cell: Cell, known_cells, tries: int = 24) -> bool:
+        """Hide the smallest published count whose hiding protects ``cell``, trying the counts of
+        its component in order of size (a few at most); False when none does on its own."""
+        _, rels = self._component(cell, known_cells)
+        candidates = sorted(
+            {c for _, total, parts in rels for c in (total, *parts)
+             if c in known_cells and self.hideable(c) and self.v(c) > 0},
+            key=lambda c: (self.v(c), str(c)),
+        )
+        for candidate in candidates[:tries]:
+            before = dict(self.hidden)
+            self.hide_cell(candidate)
+            if not self._is_exposed(cell):
+                self.protect.add(candidate)
+                return True
+            self.hidden = before
         return False
-    complete = any(k[2].endswith("-03") for k in month_keys)
-    if not complete or unit != "count":
-        figures[total_key] = control.hidden(unit, Reason.COMPLEMENT)
+
+    def _unlabel(self, cell: Cell, relations) -> bool:
+        """When nothing more can be hidden, withhold "<t" from a small count that, read as 1 to
+        t-1, pins a count down (the exposed one, else the largest labelled one beside it): it is
+        shown as [c] instead, which says nothing about its size."""
+        candidates = [cell] if cell in self.labelled else sorted(
+            {c for _, total, parts in relations for c in (total, *parts) if c in self.labelled},
+            key=lambda c: (-self.v(c), str(c)),
+        )
+        for candidate in candidates:
+            self.labelled.discard(candidate)
+            for key in self.carriers.get(candidate, ()):
+                if self.hidden.get(key) is Reason.SMALL_COUNT:
+                    self.hidden[key] = Reason.COMPLEMENT
+            return True
+        return False
+
+    def _hide_in(self, relations, known_cells) -> bool:
+        """Hide the smallest published count of any relation of a component (a last resort when
+        nothing next to the exposed count can be hidden)."""
+        candidates = sorted(
+            {c for _, total, parts in relations for c in (total, *parts)
+             if c in known_cells and self.hideable(c) and self.v(c) > 0},
+            key=lambda c: (self.v(c), str(c)),
+        )
+        if not candidates:
+            return False
+        self.hide_cell(candidates[0])
+        self.protect.add(candidates[0])
         return True
-    first = hidden_months[0][2]
-    tail = [k for k in month_keys if k[2] >= first]
-    protected = control.protect_parts({k: figures[k] for k in tail}, {k: raw[k] for k in tail}, True)
-    changed = False
-    for k, figure in protected.items():
-        if figure.hidden and not figures[k].hidden:
-            figures[k] = figure
-            changed = True
-    hidden_tail = [k for k in tail if figures[k].hidden]
-    if len(hidden_tail) < 2 or sum(raw[k] or 0 for k in hidden_tail) < control.threshold:
-        figures[total_key] = control.hidden(unit, Reason.COMPLEMENT)
-        changed = True
-    return changed
+
+    def _hide_beside(self, cell: Cell, known_cells) -> bool:
+        """Hide the smallest published count in a relation with ``cell`` (fewest unknowns first)."""
+        beside = sorted(
+            (r for r in self.relations.values() if cell in (r[1], *r[2])),
+            key=lambda r: sum(1 for c in (r[1], *r[2]) if c not in known_cells),
+        )
+        for kind, total, parts in beside:
+            first = self._first_hidden_month(parts, known_cells) if kind == "year vs months" else None
+            candidates = sorted(
+                (c for c in (*parts, total) if c in known_cells and self.hideable(c) and self.v(c) > 0
+                 and (first is None or c is total or _period(c) >= first)),
+                key=lambda c: (self.v(c), str(c)),
+            )
+            if candidates:
+                self.hide_cell(candidates[0])
+                self.protect.add(candidates[0])
+                return True
+        return False
+
+
+def _exposed(cells, relations, known_cells, value, labelled, targets, threshold):
+    """Yield each of ``targets`` an attacker could pin down (see _Model._audit), lazily.
+
+    A target is safe when some whole-number solution of the published relations gives it
+    another value than its true one (with the ``<t`` labels as bounds), and some solution (with
+    the published numbers alone) gives it 0 or t or more. Solutions are looked for first for all
+    targets at once (pushing them all down, then all up), then one target at a time.
+    """
+    import numpy as np
+    from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+    from scipy.sparse import csr_array
+
+    index = {c: i for i, c in enumerate(cells)}
+    rows, columns, coefficients, rhs = [], [], [], []
+    for r, (_, total, parts) in enumerate(relations):
+        constant = 0.0
+        for c, sign in ((total, 1.0), *((p, -1.0) for p in parts)):
+            if c in index:
+                rows.append(r)
+                columns.append(index[c])
+                coefficients.append(sign)
+            else:
+                constant += sign * value(c)
+        rhs.append(-constant)
+    a = csr_array((coefficients, (rows, columns)), shape=(len(relations), len(cells)))
+    rhs = np.array(rhs)
+    n = len(cells)
+    integrality = np.ones(n)
+    labels = (np.array([1.0 if c in labelled else 0.0 for c in cells]),
+              np.array([threshold - 1.0 if c in labelled else np.inf for c in cells]))
+    plain = (np.zeros(n), np.full(n, np.inf))
+    true = np.array([value(c) for c in cells])
+
+    def solve(objective, bounds) -> np.ndarray | None:
+        """A whole-number solution minimising ``objective``; None when unbounded."""
+        relaxed = linprog(objective, A_eq=a, b_eq=rhs, bounds=np.column_stack(bounds), method="highs")
+        if relaxed.status == 3:
+            return None
+        if relaxed.status == 0 and np.all(np.abs(relaxed.x - np.round(relaxed.x)) < 1e-7):
+            return np.round(relaxed.x)
+        result = milp(objective, constraints=LinearConstraint(a, rhs, rhs), bounds=Bounds(*bounds),
+                      integrality=integrality)
+        return np.round(result.x) if result.status == 0 else None
+
+    moved: set[int] = set()  # targets some labelled solution gives another value
+    escaped: set[int] = set()  # targets some plain solution gives 0 or t or more
+    wanted = [index[t] for t in targets]
+    weights = np.zeros(n)
+    weights[wanted] = 1.0
+
+    def note(solution, into_moved: bool, into_escaped: bool) -> None:
+        if solution is None:
+            return
+        for i in wanted:
+            if into_moved and solution[i] != true[i]:
+                moved.add(i)
+            if into_escaped and (solution[i] <= 0 or solution[i] >= threshold):
+                escaped.add(i)
+
+    # A solution within the labels is a solution of the plain relations too, not the reverse.
+    for sign in ((1.0, -1.0) if len(wanted) > 1 else ()):
+        note(solve(sign * weights, labels), True, True)
+        note(solve(sign * weights, plain), False, True)
+    for target in targets:
+        i = index[target]
+        objective = np.zeros(n)
+        objective[i] = 1.0
+        for sign in (1.0, -1.0):
+            if i not in moved:
+                solution = solve(sign * objective, labels)
+                if solution is None:
+                    moved.add(i)
+                else:
+                    note(solution, True, True)
+            if i not in escaped:
+                solution = solve(sign * objective, plain)
+                if solution is None:
+                    escaped.add(i)  # unbounded above: t or more is possible
+                else:
+                    note(solution, False, True)
+        if i not in moved or i not in escaped:
+            yield target
 
 
 def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
@@ -237,13 +630,12 @@ def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
 # --- scorecard ----------------------------------------------------------------------------------
 
 
-def _control_scorecard(con, schema: str, control: DisclosureControl, hidden: dict[Key, Reason]) -> int:
-    # mart.scorecard already carries both (int_scorecard_disclosure runs this same code at build
-    # time); they are worked out again here, with this publication's threshold.
+def _control_scorecard(con, schema: str, decided: dict[tuple[str, str], dict[str, Reason]]) -> int:
+    # mart.scorecard already carries both (int_scorecard_disclosure makes the same decisions at
+    # build time); they are set again here, with this publication's threshold.
     con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean default false")
     con.execute(f"alter table {schema}.scorecard add column if not exists suppression_reason varchar")
     con.execute(f"update {schema}.scorecard set suppressed = false, suppression_reason = null")
-    decided = _scorecard_reasons(con, schema, control, hidden)
     value_grains = dict(con.execute(f"select distinct kpi_code, value_grain from {schema}.scorecard").fetchall())
     for (period, kpi), reasons in decided.items():
         sets = [f"{column} = null" for column in reasons] + ["suppressed = true"]
@@ -316,9 +708,9 @@ def _scorecard_reasons(con, schema: str, control: DisclosureControl,
         # figures give a month away by subtraction (counts), or bound it (two equal percentages
         # mean the month between had that percentage too), so a year to date is hidden once
         # any month it covers is.
-        # March's year to date is the whole year, shown when the year's figure is
-        # (_protect_year has made sure the months after the last safe year to date protect it).
-        fytd = control.figure(fytd_value, unit, True, fytd_num, fytd_den)
+        # March's year to date is the whole year, shown when the year's figure is (the year
+        # rule of _Model._years and the audit have made sure the months protect it).
+        fytd = control.figure(fytd_value, unit, True, fytd_num, fytd_den, nested=link_of(kpi, unit).nested)
         whole_year_shown = period.endswith("-03") and (kpi, fy) in shown_years
         if fytd.hidden:
             reasons["fytd_value"] = fytd.reason
@@ -347,6 +739,7 @@ class Decisions:
     threshold: int
     kpi_values: dict[Key, Reason]
     scorecard: dict[tuple[str, str], dict[str, Reason]]
+    disclosive: tuple[Key, ...] = ()  # the kpi_values rows disclosure control applies to
 
     def kpi(self, kpi_code: str, grain: str, period: str, dimension: str = "total",
             dimension_value: str = "total") -> Reason | None:
@@ -371,7 +764,40 @@ DECISION_TABLES = {
 def decide(tables: Mapping[str, object], threshold: int) -> Decisions:
     """Run disclosure control over copies of ``tables`` (kpi_values, dim_kpi, dim_month and
     scorecard, each a pandas DataFrame or anything DuckDB can scan) in a private in-memory
-    database, and return what it hides."""
+    database, and return what it hides.
+
+    The decisions depend only on the tables' contents, and the audit behind them takes seconds,
+    so the last few are kept: a month's scorecard after another over the same mart reuses them.
+    """
+    key = _content_key(tables, threshold)
+    if key is not None and key in _DECIDED:
+        return _DECIDED[key]
+    decisions = _decide(tables, threshold)
+    if key is not None:
+        _DECIDED[key] = decisions
+        while len(_DECIDED) > 4:
+            _DECIDED.pop(next(iter(_DECIDED)))
+    return decisions
+
+
+_DECIDED: dict[tuple, "Decisions"] = {}
+
+
+def _content_key(tables: Mapping[str, object], threshold: int) -> tuple | None:
+    """A key that changes whenever any table's contents do (None when they are not DataFrames)."""
+    import pandas as pd
+
+    parts: list = [threshold]
+    for name in DECISION_TABLES:
+        table = tables[name]
+        if not isinstance(table, pd.DataFrame):
+            return None
+        hashed = pd.util.hash_pandas_object(table, index=False)
+        parts.append((name, tuple(table.columns), len(table), int(hashed.sum()), int((hashed * 31).sum() % (2**61 - 1))))
+    return tuple(parts)
+
+
+def _decide(tables: Mapping[str, object], threshold: int) -> Decisions:
     control = DisclosureControl(threshold)
     scratch = duckdb.connect()
     try:
@@ -380,8 +806,9 @@ def decide(tables: Mapping[str, object], threshold: int) -> Decisions:
             scratch.register("incoming", tables[name])
             scratch.execute(f"create table controlled.{name} as select * from incoming")
             scratch.unregister("incoming")
-        hidden = _control_kpi_values(scratch, "controlled", control)
-        return Decisions(threshold, hidden, _scorecard_reasons(scratch, "controlled", control, hidden))
+        hidden, disclosive = _control_kpi_values(scratch, "controlled", control)
+        return Decisions(threshold, hidden, _scorecard_reasons(scratch, "controlled", control, hidden),
+                         tuple(disclosive))
     finally:
         scratch.close()
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -68,6 +70,18 @@ def audit_message(problems: list[Problem]) -> str:
     return f"{len(problems)} problem(s): " + ", ".join(f"{rule} x{n}" for rule, n in counts.most_common())
 
 
+def rule_ids(problems: list[Problem]) -> list[str]:
+    """The distinct rules a file broke, sorted: what audit.loads.error_rules holds."""
+    return sorted({p.rule for p in problems})
+
+
+def rules_of_audit_message(message: str | None) -> list[str]:
+    """The rules named in an :func:`audit_message` (for audit rows older than error_rules)."""
+    return sorted(set(_AUDIT_RULE.findall(message or "")))
+
+
+_AUDIT_RULE = re.compile(r"([a-z][a-z0-9_]*) x\d+")
+
 _env = Environment(loader=PackageLoader("pkpi", "templates"), autoescape=select_autoescape(["html", "j2"]))
 
 
@@ -82,15 +96,26 @@ def report_html(*, file_name: str, return_type: str | None, partner_code: str | 
     )
 
 
-def write_quarantine(folder: Path, file_name: str, content: bytes, problems: list[Problem],
-                     report: str) -> Path:
-    """Put the original bytes, the errors file and the report side by side; returns the copy."""
+def write_quarantine(folder: Path, file_name: str, content: "bytes | Callable[[BinaryIO], object] | None",
+                     problems: list[Problem], report: str) -> Path:
+    """Put the original bytes, the errors file and the report side by side; returns the copy.
+
+    ``content`` may instead be a function that writes the original into an open file (one too
+    large to hold in memory), or None when nothing was read (a link, a pipe...): then only the
+    errors file and the report are written, and the report's path is returned.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     # A partner may send back a file called errors.csv or report.html: keep its bytes apart.
     if file_name.lower() in ("errors.csv", "report.html"):
         file_name = f"original-{file_name}"
     original = folder / file_name
-    original.write_bytes(content)
+    if content is None:
+        original = folder / "report.html"
+    elif callable(content):
+        with original.open("wb") as sink:
+            content(sink)
+    else:
+        original.write_bytes(content)
     (folder / "errors.csv").write_text(errors_csv(problems), encoding="utf-8", newline="")
     (folder / "report.html").write_text(report, encoding="utf-8")
     return original

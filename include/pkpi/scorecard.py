@@ -33,7 +33,8 @@ import duckdb
 
 from . import charts, rendering
 from .contracts import load_contracts
-from .disclosure import DisclosureControl, Figure, Reason, is_disclosive
+from .disclosure import DisclosureControl, Figure, Reason, is_disclosive, link_of
+from .files import make_dir, secure_tree
 from .periods import (
     financial_year_label,
     months_between,
@@ -533,6 +534,7 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
                gaps: tuple[ReturnGap, ...] = ()) -> ScorecardRow:
     code, unit = row["kpi_code"], row["unit"]
     disclosive = is_disclosive(code, bool(row.get("kpi_disclosive")))
+    nested = link_of(code, unit).nested  # denominator minus numerator is a count too
     fy = _fy_of(period)
     previous, last_year = shift_month(period, -1), shift_month(period, -12)
     window = months_between(shift_month(period, -(TREND_MONTHS - 1)), period)
@@ -556,7 +558,7 @@ def _build_row(control: DisclosureControl, extract: _MartExtract, row: dict, per
 
     def controlled(obs: _Observation, grain: str | None = None, at: str | None = None) -> Figure:
         """The primary rule here, then whatever the mart-wide decisions hide as well."""
-        figure = control.figure(obs.value, unit, disclosive, obs.numerator, obs.denominator)
+        figure = control.figure(obs.value, unit, disclosive, obs.numerator, obs.denominator, nested=nested)
         if not disclosive or decisions is None or grain is None:
             return figure
         return _also_hidden(control, figure, decisions.kpi(code, grain, at))
@@ -663,6 +665,15 @@ def _child_death_years(control: DisclosureControl, extract: _MartExtract, period
         parts = {t: _decided(control, decisions, control.figure(raw[t], "count", True), year, "death_type", t)
                  for t in DEATH_TYPES}
         total = _decided(control, decisions, control.figure(_sum(list(raw.values())), "count", True), year)
+        if end == period and not period.endswith("-03") and decisions is not None:
+            # A year to date, not the year: like the scorecard's year to date, hidden once any
+            # month it adds up is (consecutive scorecards would give that month away).
+            def to_date(dimension: str, value: str) -> Reason | None:
+                hidden = any(decisions.kpi("CDN_NOTIFICATIONS", "month", m, dimension, value) for m in months)
+                return Reason.COMPLEMENT if hidden else None
+
+            parts = {t: _also_hidden(control, f, to_date("death_type", t)) for t, f in parts.items()}
+            total = _also_hidden(control, total, to_date("total", "total"))
         if end == period and decisions is not None:
             # A year still in progress counts to this month: its total is this month's year to
             # date, hidden wherever the scorecard row hides that.
@@ -736,7 +747,8 @@ def write_atomic(path: Path, data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; exports are meant to be read by others
+        # mkstemp makes 0600; produce_scorecard then opens the export folder up as far as
+        # PKPI_PUBLISHED_ACCESS allows (pkpi.files), so no file is ever more open than that.
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -755,7 +767,7 @@ def produce_scorecard(settings: Settings, period: str) -> ScorecardOutput:
     Raises ScorecardError, saying what to run first, when the mart has nothing for the month.
     """
     scorecard = build_scorecard(settings, period)
-    out_dir = export_dir(settings, period)
+    out_dir = make_dir(settings, export_dir(settings, period))
     chart_files = charts.draw_scorecard_charts(scorecard, out_dir / "charts")
 
     html = write_atomic(out_dir / "scorecard.html", rendering.render_html(scorecard, chart_files, mode="file"))
@@ -789,6 +801,7 @@ def produce_scorecard(settings: Settings, period: str) -> ScorecardOutput:
             indent=2,
         ),
     )
+    secure_tree(settings, out_dir)
     return ScorecardOutput(
         period=scorecard.period,
         directory=out_dir,

@@ -15,6 +15,9 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The repository root (``include/pkpi`` sits two levels below it)."""
 
 SMTP_SECURITY_MODES = ("none", "starttls", "ssl")
+DEFAULT_QUIET_SECONDS = 60.0
+"""PKPI_LANDING_QUIET_SECONDS when unset: a return is taken once unchanged for a minute (the
+sensor looks every minute). The test suite sets it to 0 (tests/conftest.py)."""
 
 
 class SettingsError(ValueError):
@@ -102,6 +105,7 @@ class Settings:
     query_timeout_seconds: float = 30.0
     query_max_rows: int = 100_000
     abandoned_after_hours: float = 24.0
+    quiet_seconds: float = DEFAULT_QUIET_SECONDS  # a return is taken once unchanged this long
     file_group: str | None = None
     published_access: str = "everyone"  # private | group | everyone
     retention_days: int = 2557
@@ -167,6 +171,7 @@ class Settings:
             query_timeout_seconds=_number(env, "PKPI_QUERY_TIMEOUT", 30.0, 0.1),
             query_max_rows=int(_number(env, "PKPI_QUERY_MAX_ROWS", 100_000, 1)),
             abandoned_after_hours=_number(env, "PKPI_ABANDONED_AFTER_HOURS", 24.0, 0),
+            quiet_seconds=_number(env, "PKPI_LANDING_QUIET_SECONDS", DEFAULT_QUIET_SECONDS, 0),
             file_group=(env.get("PKPI_FILE_GROUP") or "").strip() or None,
             published_access=access,
             retention_days=int(_number(env, "PKPI_RETENTION_DAYS", 2557, 1)),

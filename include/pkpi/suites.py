@@ -3,8 +3,9 @@
 Each return type gets two suites, both built from its contract and nothing else:
 
 * ``<return_type>.values`` runs on the file's text (trimmed, enumerations lower-cased, dates
-  normalised to ISO where they parse): presence, formats, lengths, enumerations, uniqueness,
-  reference codes and the rules that tie columns of a row together.
+  normalised to ISO where they parse): direct identifiers in any column (a custom expectation,
+  below), presence, formats (ids are codes), lengths, enumerations, uniqueness, reference codes
+  and the rules that tie columns of a row together.
 * ``<return_type>.ranges`` runs on the typed values (numbers and dates; unparseable cells are
   null there, so a bad cell is reported once, by the values suite): ranges, the return's period,
   dates in the future and the order of dates.
@@ -18,15 +19,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar, List
 
 import great_expectations as gx
+import pandas as pd
 import great_expectations.expectations as gxe
+from great_expectations.execution_engine import PandasExecutionEngine
+from great_expectations.expectations.expectation import ColumnMapExpectation
+from great_expectations.expectations.metrics.map_metric_provider import (
+    ColumnMapMetricProvider, column_condition_partial,
+)
 from great_expectations.expectations.row_conditions import Column as Col
 
-from .contracts import Contract, RowRule, load_contracts
+from .contracts import ID_CHARACTERS, ID_REGEX, Contract, RowRule, load_contracts
+from .identifiers import ID_KINDS, VALUE_KINDS, describe_kinds, identifier_kind
 
 # [0-9], not \d: Python's \d also matches other scripts' digits (such as Arabic-Indic), which
 # would pass the format check and then fail to convert, loading a blank into a required column.
+# \Z, not $: GX's pandas engine applies a regex with Series.str.contains (re.search), and $
+# also matches before a final newline, so "7\n" would pass as a whole number.
 #
 # A real calendar date written YYYY-MM-DD (zero-padded; 29 February only in leap years; no year
 # 0000). One regular expression rather than GX's strftime expectation: strptime accepts "2025-3-5"
@@ -35,12 +46,50 @@ from .contracts import Contract, RowRule, load_contracts
 ISO_DATE_REGEX = (
     r"^(?!0000)(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
     r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)$"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)\Z"
 )
-INTEGER_REGEX = r"^-?[0-9]+$"
-DECIMAL_REGEX = r"^-?[0-9]+(?:\.[0-9]+)?$"
+INTEGER_REGEX = r"^-?[0-9]+\Z"
+DECIMAL_REGEX = r"^-?[0-9]+(?:\.[0-9]+)?\Z"
 FORMULA_REGEX = r"^[=+\-@]"
 DATE_PARAMS = ("period_start", "period_end", "today")
+
+# The rule a value of each type must meet before anything else is checked; the gate converts
+# only values that meet it (so a ranges rule never sees a value that failed its type).
+TYPE_REGEX = {"date": ISO_DATE_REGEX, "integer": INTEGER_REGEX, "decimal": DECIMAL_REGEX}
+
+IDENTIFIER_RULE = "identifier_value"
+
+
+class ColumnValuesAreNotIdentifiers(ColumnMapMetricProvider):
+    """Map metric: True for each value that does not look like a direct identifier of ``kinds``."""
+
+    condition_metric_name = "column_values.pkpi_not_identifier"
+    condition_value_keys = ("kinds",)
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column, kinds, **kwargs):
+        kinds = tuple(kinds)
+        # Each distinct value once: dates, numbers and enumerations repeat a great deal.
+        flagged = {v: identifier_kind(v, kinds) is not None for v in pd.unique(column)}
+        return ~column.map(flagged).astype(bool)
+
+
+class ExpectColumnValuesToNotLookLikeIdentifiers(ColumnMapExpectation):
+    """Expect no value to look like an NHS number, email address, UK postcode, UK phone number
+    or (with ``name`` among ``kinds``) a person's name; see :mod:`pkpi.identifiers`.
+
+    Registered with GX when this module is imported (GX registers every Expectation subclass by
+    its snake-cased name, ``expect_column_values_to_not_look_like_identifiers``); open the
+    committed GX project after ``import pkpi.suites``.
+    """
+
+    kinds: List[str]  # no default, so the committed suite always spells them out
+
+    map_metric: ClassVar[str] = "column_values.pkpi_not_identifier"
+    success_keys: ClassVar[tuple] = ("kinds", "mostly")
+    args_keys: ClassVar[tuple] = ("column", "kinds")
+    library_metadata: ClassVar[dict] = {"maturity": "production", "tags": ["pkpi", "privacy"],
+                                        "contributors": ["pkpi"]}
 
 
 def reference_parameter(table: str, column: str) -> str:
@@ -55,6 +104,17 @@ def _values_expectations(contract: Contract) -> list:
     out: list = []
     for c in contract.columns:
         n = c.name
+        # Every column: an identifier typed into a date or number column must be refused as
+        # one too, never echoed back under that column's type rule.
+        kinds = ID_KINDS if c.is_id else VALUE_KINDS
+        out.append(ExpectColumnValuesToNotLookLikeIdentifiers(
+            column=n, kinds=list(kinds),
+            meta=_meta(IDENTIFIER_RULE, n,
+                       f"{n} holds a value that looks like a direct identifier "
+                       f"({describe_kinds(kinds)}); the warehouse does not accept "
+                       "identifiers, so the value is not repeated here. Replace it with your "
+                       "pseudonymous reference (see the contract's notes on ids) and send the "
+                       "file again.")))
         if c.required:
             out.append(gxe.ExpectColumnValuesToNotBeNull(
                 column=n, meta=_meta("required", n, f"{n} is required on every row.")))
@@ -74,7 +134,7 @@ def _values_expectations(contract: Contract) -> list:
                            f"{n} must be a number such as 1234.50, without £ signs or commas.")))
             if c.decimal_places is not None:
                 out.append(gxe.ExpectColumnValuesToMatchRegex(
-                    column=n, regex=rf"^-?[0-9]+(?:\.[0-9]{{1,{c.decimal_places}}})?$|^(?!-?[0-9]+(?:\.[0-9]+)?$)",
+                    column=n, regex=rf"^-?[0-9]+(?:\.[0-9]{{1,{c.decimal_places}}})?\Z|^(?!-?[0-9]+(?:\.[0-9]+)?\Z)",
                     meta=_meta("decimal_places", n,
                                f"{n} may have at most {c.decimal_places} decimal places.")))
         elif c.type == "enum":
@@ -82,6 +142,13 @@ def _values_expectations(contract: Contract) -> list:
                 column=n, value_set=list(c.values),
                 meta=_meta("enum", n, f"{n} must be one of: {', '.join(c.values)}.")))
         elif c.type == "text":
+            if c.is_id:
+                out.append(gxe.ExpectColumnValuesToMatchRegex(
+                    column=n, regex=ID_REGEX,
+                    meta=_meta("id_format", n,
+                               f"{n} is a code: it may hold {ID_CHARACTERS}. Use your own "
+                               "reference in that form (never a name, address or number from "
+                               "another system).")))
             if c.max_length:
                 out.append(gxe.ExpectColumnValueLengthsToBeBetween(
                     column=n, max_value=c.max_length,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .contracts import Contract, load_contracts
+from .contracts import ID_CHARACTERS, Contract, load_contracts
+from .identifiers import FALSE_POSITIVES
 
 
 def write_templates(folder: Path) -> list[Path]:
@@ -70,6 +71,8 @@ def _write_xlsx(contract: Contract, path: Path) -> Path:
     notes.append([f"Save into landing/{contract.return_type}/<partner_code>/<period>/ ; period "
                   f"{'YYYY-MM' if contract.period_kind == 'month' else 'YYYY-YY (financial year)'}."])
     notes.append(["A file with this header and no rows is a nil return: nothing to report this period."])
+    for rule in identifier_rules(contract):
+        notes.append([rule.replace("`", "")])
     for letter, width in zip("ABCD", (22, 10, 40, 90)):
         notes.column_dimensions[letter].width = width
     wb.save(path)
@@ -134,19 +137,44 @@ def contract_markdown(contract: Contract) -> str:
         "",
         "- CSV: UTF-8 (a BOM is fine), comma-separated, header in the first row. Files saved by "
         "Excel as Windows-1252 are read correctly; other encodings are rejected.",
-        "- XLSX: the sheet named after the return type, else the first sheet; header in row 1; "
-        "date cells are read as dates.",
+        "- XLSX: the visible sheet named after the return type, else the first visible sheet "
+        "(hidden sheets are never read); header in row 1; date cells are read as dates (a time "
+        "of day in a date cell is ignored).",
         "- Dates: `YYYY-MM-DD` or `DD/MM/YYYY`. Enumerated values: the lower-case words listed "
         "(case and surrounding spaces are ignored).",
         "- A header with no rows is a **nil return** (nothing to report), which is different "
         "from not sending a return.",
-        "- Never include names, NHS numbers, dates of birth, addresses, postcodes, phone numbers "
-        "or email addresses: such columns are rejected.",
+        "",
+        "## No identifiers",
+        "",
+        *[f"- {rule}" for rule in identifier_rules(contract)],
         "",
         "See [what happens to your file](README.md) for acceptance, rejection and resubmission.",
         "",
     ]
     return "\n".join(lines)
+
+
+def identifier_rules(contract: Contract) -> list[str]:
+    """What the contract says about direct identifiers and ids, for the page and the template."""
+    ids = [c.name for c in contract.columns if c.is_id]
+    rules = [
+        "Never include names, NHS numbers, dates of birth, addresses, postcodes, phone numbers or "
+        "email addresses. A column whose header names one, however it is written (`D.O.B`, "
+        "`Post.Code`, `Tel No`, `First Name`, `NHS No`, `UPN`, `E-mail`, ...), is rejected "
+        "(`column_identifier`).",
+        "Every cell is checked too: a value that looks like an NHS number (10 digits, whole or "
+        "3-3-4 with spaces or hyphens, with a valid check digit), an email address, a UK "
+        "postcode or a UK phone number (starting 0, +44 or 0044), or a person's name in an id "
+        "column, rejects the file (`identifier_value`). The value is never repeated in the "
+        "errors file, the report or the email: the row and column say where it is.",
+    ]
+    if ids:
+        rules.append(
+            f"An id ({', '.join(f'`{n}`' for n in ids)}) is a code, never a name or a number from "
+            f"another system: {ID_CHARACTERS}. Any other id is rejected (`id_format`).")
+    rules.append(FALSE_POSITIVES)
+    return rules
 
 
 def write_partner_docs(folder: Path) -> list[Path]:

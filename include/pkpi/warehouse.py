@@ -19,6 +19,7 @@ from typing import Iterator
 import duckdb
 
 from .contracts import load_contracts
+from .files import make_dir, open_secure, restrictive_umask, secure
 from .settings import Settings
 
 AUDIT_DDL = (
@@ -45,6 +46,25 @@ AUDIT_DDL = (
       message VARCHAR
     )
     """,
+    # The rules a rejected file broke (retention keeps files holding identifiers for less time).
+    # Added by ALTER so that a warehouse made before the column existed gains it too; rows from
+    # before it have NULL here and their rules are read from the message (pkpi.retention).
+    "ALTER TABLE audit.loads ADD COLUMN IF NOT EXISTS error_rules VARCHAR[]",
+    # The file's own modification time as found (received_at may differ: see pkpi.ingest).
+    "ALTER TABLE audit.loads ADD COLUMN IF NOT EXISTS modified_at TIMESTAMP",
+    """
+    CREATE TABLE IF NOT EXISTS audit.deletions (
+      load_id VARCHAR NOT NULL,
+      path VARCHAR NOT NULL,
+      why VARCHAR NOT NULL,
+      bytes BIGINT,
+      recorded_at TIMESTAMP NOT NULL,
+      deleted_at TIMESTAMP,
+      outcome VARCHAR,
+      detail VARCHAR,
+      PRIMARY KEY (load_id, path)
+    )
+    """,
     """
     CREATE TABLE IF NOT EXISTS audit.emails (
       email_id VARCHAR PRIMARY KEY,
@@ -61,10 +81,30 @@ AUDIT_DDL = (
       created_at TIMESTAMP NOT NULL
     )
     """,
+    # Exactly-once delivery (pkpi.mailer): when the message was handed to SMTP (NULL: never, so
+    # a crashed reservation can be taken over safely) and when the row last changed state.
+    "ALTER TABLE audit.emails ADD COLUMN IF NOT EXISTS smtp_started_at TIMESTAMP",
+    "ALTER TABLE audit.emails ADD COLUMN IF NOT EXISTS updated_at TIMESTAMP",
+    # One row per recipient of each attempt: accepted, refused (retry with --only-failed),
+    # failed, pending (reserved) or uncertain (the server may have it; see the runbook).
+    """
+    CREATE TABLE IF NOT EXISTS audit.email_recipients (
+      email_id VARCHAR NOT NULL,
+      recipient VARCHAR NOT NULL,
+      status VARCHAR NOT NULL,
+      detail VARCHAR,
+      updated_at TIMESTAMP NOT NULL,
+      PRIMARY KEY (email_id, recipient)
+    )
+    """,
 )
 
 LOAD_STATUSES = ("accepted", "rejected", "duplicate")
-EMAIL_STATUSES = ("sent", "failed", "outbox")
+EMAIL_STATUSES = ("sending", "sent", "partly_refused", "failed", "uncertain", "written_to_outbox")
+"""audit.emails.status; see pkpi.mailer for the transitions."""
+EMAIL_RECIPIENT_STATUSES = ("pending", "accepted", "refused", "failed", "uncertain", "written_to_outbox")
+DELETION_OUTCOMES = ("deleted", "missing", "refused")
+"""audit.deletions.outcome; NULL while a deletion is only intended (recorded, not yet done)."""
 
 
 class WarehouseBusy(RuntimeError):
@@ -74,8 +114,8 @@ class WarehouseBusy(RuntimeError):
 @contextmanager
 def warehouse_lock(settings: Settings, exclusive: bool) -> Iterator[None]:
     """Hold the warehouse's advisory lock (exclusive for writers, shared for readers)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(settings.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    make_dir(settings, settings.data_dir)
+    fd = open_secure(settings, settings.lock_path)
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     deadline = time.monotonic() + settings.lock_timeout_seconds
     try:
@@ -104,21 +144,59 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
             raise FileNotFoundError(
                 f"There is no warehouse at {settings.warehouse_path} yet: run `pkpi ingest` first."
             )
-        con = duckdb.connect(str(settings.warehouse_path), read_only=read_only)
-        try:
-            if not read_only:
-                ensure_schema(con)
-            yield con
-        finally:
-            con.close()
+        # DuckDB creates the database and its .wal with the process umask: hold a private one.
+        with restrictive_umask(settings):
+            con = duckdb.connect(str(settings.warehouse_path), read_only=read_only)
+            try:
+                if not read_only:
+                    secure(settings, settings.warehouse_path)  # also an older, laxer file
+                    ensure_schema(con)
+                yield con
+            finally:
+                con.close()
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw and audit schemas and tables (idempotent)."""
     for ddl in AUDIT_DDL:
         con.execute(ddl)
+    _ensure_arrival_order(con)
     for contract in load_contracts().values():
         con.execute(contract.raw_table_ddl())
+
+
+ARRIVAL_SEQUENCE = "audit.loads_arrival"
+
+
+def _ensure_arrival_order(con: duckdb.DuckDBPyConnection) -> None:
+    """Give audit.loads its ``arrival_seq``: the order the platform took the files in.
+
+    Which version of a return is current is decided by it (pkpi.ingest, pkpi.status, the mart's
+    int_latest_returns), never by a file's timestamp. Every new row takes the next value of a
+    sequence (its column default). A warehouse made before the column existed gains it in one
+    transaction: its rows are numbered in the order "latest" meant then (received_at,
+    validated_at, load_id), and the sequence starts after them.
+    """
+    (done,) = con.execute(
+        "SELECT count(*) FROM duckdb_sequences() WHERE schema_name = 'audit' AND sequence_name = 'loads_arrival'"
+    ).fetchone()
+    if done:
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("ALTER TABLE audit.loads ADD COLUMN IF NOT EXISTS arrival_seq BIGINT")
+        con.execute("""
+            UPDATE audit.loads SET arrival_seq = o.n
+            FROM (SELECT load_id, row_number() OVER (ORDER BY received_at, validated_at, load_id) AS n
+                  FROM audit.loads) AS o
+            WHERE audit.loads.load_id = o.load_id""")
+        (start,) = con.execute("SELECT coalesce(max(arrival_seq), 0) + 1 FROM audit.loads").fetchone()
+        con.execute(f"CREATE SEQUENCE {ARRIVAL_SEQUENCE} START WITH {int(start)}")
+        con.execute(f"ALTER TABLE audit.loads ALTER COLUMN arrival_seq SET DEFAULT nextval('{ARRIVAL_SEQUENCE}')")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def initialise(settings: Settings) -> Path:

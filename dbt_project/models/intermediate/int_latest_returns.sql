@@ -1,7 +1,8 @@
 -- The version of each return that the mart counts: the latest accepted load for each
 -- (return_type, partner_code, period). A resubmission supersedes the earlier file; the history
--- stays in audit.loads. "Latest" is by received_at, then validated_at, then load_id, so the
--- order is total even when two files arrive in the same second.
+-- stays in audit.loads. "Latest" is the file the platform took last (arrival_seq, a sequence
+-- in the load transaction), never the file's timestamp: a partner's tool can set a modification
+-- time in the past or the future, and received_at (the basis of on time) follows it.
 {%- set return_types = var('return_types') %}
 
 with accepted as (
@@ -35,7 +36,7 @@ ranked as (
         *,
         row_number() over (
             partition by return_type, partner_code, period
-            order by received_at desc, validated_at desc, load_id desc
+            order by arrival_seq desc
         ) as version_rank,
         count(*) over (partition by return_type, partner_code, period) as accepted_versions
     from valid
@@ -53,6 +54,7 @@ select
     end as financial_year,
     received_at,
     validated_at,
+    arrival_seq,
     is_nil,
     row_count,
     accepted_versions

@@ -11,6 +11,8 @@ select
     cast(is_nil as boolean) as is_nil,
     cast(received_at as timestamp) as received_at,
     cast(validated_at as timestamp) as validated_at,
+    cast(modified_at as timestamp) as modified_at,
+    cast(arrival_seq as bigint) as arrival_seq,
     cast(status as varchar) as load_status,
     cast(error_count as integer) as error_count,
     cast(duplicate_of as varchar) as duplicate_of

@@ -1,0 +1,39 @@
+"""Crash points for the fault-injection tests: ``checkpoint(step)`` dies there when asked to.
+
+The code calls :func:`checkpoint` with a step name at each point where a crash must be
+recoverable. Nothing happens unless the environment variable ``PKPI_CRASH_AT`` names that step
+(or several, comma-separated); then the process ends at once with ``os._exit(CRASH_EXIT_CODE)``:
+no ``finally`` blocks, no flushing, no atexit, like ``kill -9`` at that instant (open file
+descriptors are closed by the kernel, so advisory locks are released as after a real crash).
+Only tests set the variable; a production run never does.
+
+Step names (``<area>.<step>``; add new ones here when you add a checkpoint):
+
+delivery (pkpi.mailer.deliver):
+  ``delivery.reserved``    the ledger row ``sending`` is committed; the mail server not yet contacted
+  ``delivery.handing_over`` the ledger says the message is being handed to SMTP; not yet connected
+  ``delivery.accepted``    the SMTP server accepted the message; the ledger not yet updated
+  ``delivery.outbox_written`` the .eml is in outbox/; the ledger not yet updated
+  ``delivery.recorded``    the final ledger state (sent, refused, written_to_outbox) is committed
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+ENV = "PKPI_CRASH_AT"
+CRASH_EXIT_CODE = 86
+"""The exit status of a process ended by a checkpoint (tests tell it from a real failure)."""
+
+
+def checkpoint(step: str) -> None:
+    """End the process now if ``PKPI_CRASH_AT`` names ``step``; otherwise do nothing."""
+    wanted = os.environ.get(ENV)
+    if not wanted or step not in {s.strip() for s in wanted.split(",")}:
+        return
+    try:
+        sys.stderr.write(f"pkpi: crash injected at {step} ({ENV})\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(CRASH_EXIT_CODE)
