@@ -113,7 +113,10 @@ def stack(tmp_path_factory):
     from pkpi.settings import Settings
 
     root = tmp_path_factory.mktemp("airflow-stack")
-    pkpi_env = {"PKPI_DATA_DIR": str(root / "data"), "PKPI_REFERENCE_DIR": str(SEEDS)}
+    # No quiet period (pkpi.landing): the resubmission is ingested straight after it is written,
+    # and the stack's environment leaves out the test session's PKPI_* variables.
+    pkpi_env = {"PKPI_DATA_DIR": str(root / "data"), "PKPI_REFERENCE_DIR": str(SEEDS),
+                "PKPI_LANDING_QUIET_SECONDS": "0"}
     settings = Settings.from_env(pkpi_env)
     summary = write_sample_returns(settings, first_month="2026-01", last_month="2026-03")
     name, slots, description = WRITER_POOL
