@@ -769,7 +769,8 @@ def test_published_copy_holds_only_aggregate_tables(built):
     parquet = sorted(p.name for p in (settings.published_dir / "parquet").iterdir())
     assert parquet == sorted(f"{t}.parquet" for t in PUBLISHED_TABLES)
     # No temporary files are left behind.
-    assert sorted(p.name for p in settings.published_dir.iterdir()) == ["kpi_mart.duckdb", "parquet"]
+    # One release made current by a link, stable links through it, nothing left half-written.
+    assert sorted(p.name for p in settings.published_dir.iterdir()) == ["current", "kpi_mart.duckdb", "parquet", "releases"]
 
 
 def test_publishing_again_swaps_the_copy_whole(built):
@@ -786,7 +787,8 @@ def test_publishing_again_swaps_the_copy_whole(built):
     finally:
         reader.close()
     assert result.row_counts["kpi_values"] == before
-    assert sorted(p.name for p in settings.published_dir.iterdir()) == ["kpi_mart.duckdb", "parquet"]
+    # One release made current by a link, stable links through it, nothing left half-written.
+    assert sorted(p.name for p in settings.published_dir.iterdir()) == ["current", "kpi_mart.duckdb", "parquet", "releases"]
 
 
 def test_query_published_reads_with_or_without_schema(built):

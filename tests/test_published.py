@@ -89,7 +89,11 @@ def test_only_aggregate_tables_are_published(built, published_path):
                 built.build.published.row_counts[table]
     finally:
         con.close()
-    assert sorted(p.name for p in built.settings.published_dir.iterdir()) == ["kpi_mart.duckdb", "parquet"]
+    # One release, and the stable names are links into it (tests/test_published_release.py).
+    assert sorted(p.name for p in built.settings.published_dir.iterdir()) == \
+        ["current", "kpi_mart.duckdb", "parquet", "releases"]
+    (release,) = (built.settings.published_dir / "releases").iterdir()
+    assert sorted(p.name for p in release.iterdir()) == ["kpi_mart.duckdb", "parquet"]
 
 
 def _mart_and_published(settings, path):

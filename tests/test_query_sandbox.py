@@ -42,7 +42,7 @@ def settings(tmp_path_factory):
     settings.data_dir.mkdir(parents=True)
     with connect(built.settings, read_only=True):  # the shared lock while copying the file
         shutil.copy(built.settings.warehouse_path, settings.warehouse_path)
-    shutil.copytree(built.settings.published_dir, settings.published_dir)
+    shutil.copytree(built.settings.published_dir, settings.published_dir, symlinks=True)  # the release links
     con = duckdb.connect(str(settings.warehouse_path))
     try:
         con.execute("create table raw.canary_children (child_id varchar, date_of_birth date, postcode varchar)")
@@ -163,7 +163,11 @@ def test_the_attacks_are_real_without_the_sandbox(settings, published, tmp_path,
 
 def _no_trace(settings, out: Path) -> None:
     assert not any(out.iterdir()), sorted(p.name for p in out.iterdir())
-    assert sorted(p.name for p in settings.published_dir.iterdir()) == ["kpi_mart.duckdb", "parquet"]
+    published = settings.published_dir
+    assert sorted(p.name for p in published.iterdir()) == ["current", "kpi_mart.duckdb", "parquet", "releases"]
+    for release in (published / "releases").iterdir():
+        assert sorted(p.name for p in release.iterdir()) == ["kpi_mart.duckdb", "parquet"]
+        assert all(p.suffix == ".parquet" for p in (release / "parquet").iterdir())
 
 
 _ANYWHERE = SimpleNamespace(warehouse_path=Path("w"), landing_dir=Path("l"), published_dir=Path("p"), data_dir=Path("d"))

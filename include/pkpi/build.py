@@ -10,8 +10,9 @@ write its run SQL over seed files given by an absolute path); the warehouse file
 ``$PKPI_DATA_DIR/dbt`` because the project folder may be read-only in production.
 
 :func:`publish` then writes ``$PKPI_DATA_DIR/published/kpi_mart.duckdb`` and Parquet copies in
-``published/parquet/``: the aggregate tables only (never a record-level fact), each file written
-under a temporary name and renamed into place so readers never see half a copy. The tables are
+``published/parquet/``: the aggregate tables only (never a record-level fact), as one release
+(``published/releases/<id>/``) made current by one atomic rename of the ``published/current``
+link, so readers see the old release or the new one, never half of one or a mix. The tables are
 in the file's default schema (``select * from kpi_values`` works in the DuckDB command line),
 with a view ``mart.<table>`` beside each, so SQL written against the warehouse works too.
 Published figures go through disclosure control (:mod:`pkpi.publishing`, applying the rules of
@@ -37,7 +38,7 @@ from typing import Iterator, Sequence
 
 import duckdb
 
-from .files import make_dir, restrictive_umask, secure_tree
+from .files import make_dir, open_secure, restrictive_umask, secure_tree
 from .periods import parse_month
 from .settings import Settings
 from .warehouse import initialise, warehouse_lock
@@ -105,6 +106,7 @@ class PublishResult:
     parquet_dir: Path
     row_counts: dict[str, int]
     suppressed_figures: int
+    release: Path | None = None  # published/releases/<id>, which the stable paths now point into
 
     def __str__(self) -> str:
         tables = ", ".join(f"{t} ({n})" for t, n in self.row_counts.items())
@@ -414,8 +416,37 @@ def generate_docs(settings: Settings) -> Path:
 # --- publishing -------------------------------------------------------------------------------
 
 
+PUBLISHED_RELEASES_KEPT = 2
+"""Releases kept under ``published/releases/``: the current one and the one before it, so an
+analyst's connection opened on the previous file keeps working after a publish."""
+RELEASES_DIR = "releases"
+CURRENT_LINK = "current"
+PUBLISH_LOCK_NAME = "publish.lock"
+
+
 def published_path(settings: Settings) -> Path:
+    """The documented, stable path of the published DuckDB file (a link into the current release)."""
     return settings.published_dir / PUBLISHED_DB_NAME
+
+
+def current_release(settings: Settings) -> Path | None:
+    """The folder of the current release (``published/current`` resolved once), or None.
+
+    A reader that needs the DuckDB file and the Parquet files of the same release resolves
+    this once and opens ``<release>/kpi_mart.duckdb`` and ``<release>/parquet/`` from it.
+    """
+    link = settings.published_dir / CURRENT_LINK
+    if not link.is_symlink():
+        return None
+    release = Path(os.path.realpath(link))
+    return release if release.is_dir() else None
+
+
+def published_database(settings: Settings) -> Path:
+    """The current release's DuckDB file, resolved once (the stable path when there are no
+    releases yet, e.g. a copy published by an older version)."""
+    release = current_release(settings)
+    return release / PUBLISHED_DB_NAME if release is not None else published_path(settings)
 
 
 def _replace_atomically(temporary: Path, final: Path) -> None:
@@ -433,35 +464,117 @@ def _replace_atomically(temporary: Path, final: Path) -> None:
         os.replace(temporary, final)
 
 
+@contextmanager
+def _publish_lock(settings: Settings) -> Iterator[None]:
+    """One publish at a time: clean-up must never remove another publish's temporary release."""
+    import fcntl
+
+    fd = open_secure(settings, settings.data_dir / PUBLISH_LOCK_NAME)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _point_link(link: Path, target: str) -> None:
+    """Make ``link`` a symbolic link to ``target`` in one rename: a new link under a temporary
+    name, then ``os.replace`` over the old one, so the name never goes missing."""
+    if link.is_symlink() and os.readlink(link) == target:
+        return
+    temporary = link.with_name(f".{link.name}.{os.getpid()}.link.tmp")
+    _remove((temporary,))
+    os.symlink(target, temporary)
+    if link.is_dir() and not link.is_symlink():
+        # A real folder (the layout before releases): a link cannot replace it in one rename,
+        # so it moves aside first. Happens once, on the first publish after the upgrade.
+        aside = link.with_name(f".{link.name}.{os.getpid()}.old.tmp")
+        link.rename(aside)
+        os.replace(temporary, link)
+        shutil.rmtree(aside)
+    else:
+        os.replace(temporary, link)
+
+
+def _clean_published(settings: Settings) -> None:
+    """Remove temporaries left by a crashed publish and releases older than the last
+    :data:`PUBLISHED_RELEASES_KEPT` (never the current one). Called under the publish lock."""
+    out_dir = settings.published_dir
+    if not out_dir.is_dir():
+        return
+    for entry in out_dir.iterdir():
+        if entry.name.startswith(".") and (entry.name.endswith(".tmp") or entry.name.endswith(".tmp.wal")):
+            _remove((entry,))
+        elif entry.name == "parquet.old":  # the folder swap of older versions
+            _remove((entry,))
+    releases = out_dir / RELEASES_DIR
+    if not releases.is_dir():
+        return
+    current = current_release(settings)
+    current_name = current.name if current is not None and current.parent == releases.resolve() else None
+    finished = sorted((e for e in releases.iterdir() if not e.name.startswith(".")), key=lambda e: e.name)
+    keep: set[str] = set()
+    if current_name is not None:
+        keep.add(current_name)
+        older = [e.name for e in finished if e.name < current_name]
+        keep.update(older[len(older) - (PUBLISHED_RELEASES_KEPT - 1):] if PUBLISHED_RELEASES_KEPT > 1 else [])
+    for entry in releases.iterdir():
+        # Temporaries (".<id>.tmp"), releases never made current (a crash before the switch)
+        # and releases older than the ones kept.
+        if entry.name not in keep:
+            _remove((entry,))
+
+
+def _release_id() -> str:
+    """A new release's folder name: UTC time to the microsecond, then the process id (sorts by age)."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z-{os.getpid()}"
+
+
 def publish(settings: Settings) -> PublishResult:
     """Write the published copy of the mart: aggregate tables only, disclosure-controlled.
 
-    ``published/kpi_mart.duckdb`` holds the tables in :data:`PUBLISHED_TABLES` in its default
-    schema (``main``), plus a view ``mart.<table>`` for each; ``published/parquet/<table>.parquet``
-    the same tables. Each is written under a temporary name and renamed into place, so a reader
-    sees the old copy or the new one, never half of one.
+    Each publish is one release, ``published/releases/<id>/`` holding ``kpi_mart.duckdb`` (the
+    tables in :data:`PUBLISHED_TABLES` in its default schema ``main``, plus a view
+    ``mart.<table>`` for each) and ``parquet/<table>.parquet`` (the same tables). It is written
+    complete under a temporary name, renamed into ``releases/``, then made current by one
+    atomic rename of the link ``published/current``. The documented paths
+    ``published/kpi_mart.duckdb`` and ``published/parquet`` are stable links through
+    ``current``, so a reader sees the old release or the new one, never a mix and never a
+    missing folder. Temporaries of a crashed publish and all but the last
+    :data:`PUBLISHED_RELEASES_KEPT` releases are removed at the start and at the end.
     """
+    from .faults import checkpoint
+
     if not settings.warehouse_path.exists():
         raise FileNotFoundError(
             f"There is no warehouse at {settings.warehouse_path} yet: run `pkpi ingest` and `pkpi build` first."
         )
     out_dir = settings.published_dir
     make_dir(settings, out_dir)
-    final_db = published_path(settings)
-    temp_db = out_dir / f".{PUBLISHED_DB_NAME}.{os.getpid()}.tmp"
-    temp_parquet = out_dir / f".parquet.{os.getpid()}.tmp"
-    temporaries = (temp_db, temp_db.with_name(temp_db.name + ".wal"), temp_parquet)
-    _remove(temporaries)
-    try:
-        counts, suppressed = _write_publication(settings, temp_db, temp_parquet)
-        # DuckDB wrote them with the process umask: as open as PKPI_PUBLISHED_ACCESS says.
-        secure_tree(settings, temp_parquet)
-        secure_tree(settings, temp_db)
-        _replace_atomically(temp_db, final_db)
-        _replace_atomically(temp_parquet, out_dir / "parquet")
-    finally:
-        _remove(temporaries)  # only left over when something failed
-    result = PublishResult(final_db, out_dir / "parquet", counts, suppressed)
+    with _publish_lock(settings):
+        _clean_published(settings)
+        releases = make_dir(settings, out_dir / RELEASES_DIR)
+        release_id = _release_id()
+        temporary = releases / f".{release_id}.tmp"
+        release = releases / release_id
+        make_dir(settings, temporary)
+        try:
+            counts, suppressed = _write_publication(settings, temporary / PUBLISHED_DB_NAME, temporary / "parquet")
+            # DuckDB wrote them with the process umask: as open as PKPI_PUBLISHED_ACCESS says.
+            secure_tree(settings, temporary)
+            checkpoint("publish.written")
+            temporary.rename(release)
+        finally:
+            _remove((temporary,))  # only left over when writing failed (a crash: the next publish)
+        checkpoint("publish.renamed")
+        _point_link(out_dir / CURRENT_LINK, f"{RELEASES_DIR}/{release_id}")
+        checkpoint("publish.switched")
+        _point_link(out_dir / PUBLISHED_DB_NAME, f"{CURRENT_LINK}/{PUBLISHED_DB_NAME}")
+        _point_link(out_dir / "parquet", f"{CURRENT_LINK}/parquet")
+        checkpoint("publish.linked")
+        _clean_published(settings)
+    result = PublishResult(published_path(settings), out_dir / "parquet", counts, suppressed, release)
     log.info("%s", result)
     return result
 
@@ -469,6 +582,8 @@ def publish(settings: Settings) -> PublishResult:
 def _write_publication(settings: Settings, temp_db: Path, temp_parquet: Path) -> tuple[dict[str, int], int]:
     """Copy the published tables into a new DuckDB file, control them, export Parquet."""
     from .publishing import apply_disclosure_control
+
+    from .faults import checkpoint
 
     temp_parquet.mkdir()
     counts: dict[str, int] = {}
@@ -496,6 +611,7 @@ def _write_publication(settings: Settings, temp_db: Path, temp_parquet: Path) ->
             finally:
                 pub.execute("detach warehouse")
         suppressed = apply_disclosure_control(pub, PUBLISHED_SCHEMA, settings.disclosure_threshold)
+        checkpoint("publish.partial")  # the temporary release is half written
         # The mart.<table> views, over the finished (disclosure-controlled) tables.
         pub.execute(f"create schema {WAREHOUSE_SCHEMA_ALIAS}")
         for name in PUBLISHED_TABLES:
@@ -517,7 +633,9 @@ def _sql_string(path: Path) -> str:
 
 def _remove(paths: Sequence[Path]) -> None:
     for path in paths:
-        if path.is_dir():
+        if path.is_symlink():  # a link is removed itself, never what it points to
+            path.unlink()
+        elif path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()

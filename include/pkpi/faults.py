@@ -15,6 +15,13 @@ delivery (pkpi.mailer.deliver):
   ``delivery.accepted``    the SMTP server accepted the message; the ledger not yet updated
   ``delivery.outbox_written`` the .eml is in outbox/; the ledger not yet updated
   ``delivery.recorded``    the final ledger state (sent, refused, written_to_outbox) is committed
+
+publishing (pkpi.build.publish):
+  ``publish.partial``      the temporary release ``published/releases/.<id>.tmp`` is half written
+  ``publish.written``      the temporary release is complete; not yet renamed
+  ``publish.renamed``      ``releases/<id>`` is in place; ``current`` still names the old release
+  ``publish.switched``     ``current`` names the new release; the stable links not yet checked
+  ``publish.linked``       the stable links are in place; old releases not yet removed
 """
 
 from __future__ import annotations

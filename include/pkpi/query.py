@@ -36,7 +36,8 @@ from typing import Any, Iterator
 
 import duckdb
 
-from .build import PUBLISHED_DB_NAME, PUBLISHED_SCHEMA, PUBLISHED_TABLES, WAREHOUSE_SCHEMA_ALIAS, published_path
+from .build import (PUBLISHED_DB_NAME, PUBLISHED_SCHEMA, PUBLISHED_TABLES, WAREHOUSE_SCHEMA_ALIAS,
+                    published_database, published_path)
 from .settings import Settings
 
 PUBLISHED_CATALOG = Path(PUBLISHED_DB_NAME).stem
@@ -258,10 +259,13 @@ def query_published(settings: Settings, sql: str) -> QueryResult:
     :class:`QueryTimedOut` or :class:`QueryFailed` (each a :class:`QueryError`), or
     FileNotFoundError when nothing has been published yet.
     """
-    path = published_path(settings)
+    # Resolved once to the current release's own file: a publish during the query switches
+    # the link, not this file (the previous release is kept), and DuckDB's instance cache,
+    # keyed by path, never hands back a connection to an older release under the stable name.
+    path = published_database(settings)
     if not path.exists():
         raise FileNotFoundError(
-            f"There is no published mart at {path} yet: run `pkpi build` (or `pkpi run`) first."
+            f"There is no published mart at {published_path(settings)} yet: run `pkpi build` (or `pkpi run`) first."
         )
     con = open_sandbox(path)
     try:
