@@ -38,7 +38,7 @@ from typing import Iterator, Sequence
 
 import duckdb
 
-from .files import make_dir, open_secure, restrictive_umask, secure_tree
+from .files import exclusive_lock, make_dir, restrictive_umask, secure_tree
 from .periods import parse_month
 from .settings import Settings
 from .warehouse import initialise, warehouse_lock
@@ -464,17 +464,9 @@ def _replace_atomically(temporary: Path, final: Path) -> None:
         os.replace(temporary, final)
 
 
-@contextmanager
-def _publish_lock(settings: Settings) -> Iterator[None]:
+def _publish_lock(settings: Settings):
     """One publish at a time: clean-up must never remove another publish's temporary release."""
-    import fcntl
-
-    fd = open_secure(settings, settings.data_dir / PUBLISH_LOCK_NAME)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
+    return exclusive_lock(settings, PUBLISH_LOCK_NAME)
 
 
 def _point_link(link: Path, target: str) -> None:

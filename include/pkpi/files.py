@@ -313,15 +313,20 @@ INGEST_LOCK_NAME = "ingest.lock"
 
 
 @contextmanager
-def ingest_lock(settings: Settings) -> Iterator[None]:
-    """Hold the data folder's ingest lock (blocking): one run at a time moves partners' files
-    into, or deletes them from, archive/ and quarantine/ (pkpi.ingest and pkpi.retention)."""
-    fd = open_secure(settings, settings.data_dir / INGEST_LOCK_NAME)
+def exclusive_lock(settings: Settings, name: str) -> Iterator[None]:
+    """Hold the private lock file ``name`` in the data folder, waiting for it (blocking)."""
+    fd = open_secure(settings, settings.data_dir / name)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def ingest_lock(settings: Settings):
+    """Hold the data folder's ingest lock: one run at a time moves partners' files into, or
+    deletes them from, archive/ and quarantine/ (pkpi.ingest and pkpi.retention)."""
+    return exclusive_lock(settings, INGEST_LOCK_NAME)
 
 
 # --- safe paths -----------------------------------------------------------------------------
