@@ -1,4 +1,4 @@
-"""Ingest: what happens to each file in landing (partner-returns.md section 5) and the commands
+"""Ingest: what happens to each file in landing (docs/returns/README.md) and the commands
 an engineer uses around it (`pkpi ingest`, `pkpi templates`, `pkpi status`).
 
 Real DuckDB warehouses in tmp folders, real files; the only stand-ins are the two failures the

@@ -19,7 +19,7 @@ from pkpi.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
 
-# partner-returns.md section 4, written out independently of the loader.
+# docs/returns/README.md, reference data, written out independently of the loader.
 SPEC_COLUMNS = {
     "partners.csv": ["partner_code", "partner_name", "partner_type", "statutory_partner",
                      "active_from", "active_to", "data_contact_email"],

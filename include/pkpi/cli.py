@@ -1,4 +1,4 @@
-"""``pkpi``: the command line the partnership's engineers use (partner-returns.md section 6).
+"""``pkpi``: the command line the partnership's engineers use (README, the command line).
 
 Exit status: 0 when the command did its job (even when returns were rejected: they are
 reported), 2 for a usage error, 1 when the system itself failed.

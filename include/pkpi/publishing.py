@@ -2,7 +2,7 @@
 
 The mart keeps every figure exactly; ``published/kpi_mart.duckdb`` and its Parquet files leave
 the warehouse, so :func:`apply_disclosure_control` runs the rules of :mod:`pkpi.disclosure` over
-the copy before it is renamed into place (kpi-mart.md section 5):
+the copy before it is renamed into place (docs/scorecard.md):
 
 - cells: every figure is made of counts of categories ("cells"), linked once per KPI in
   :data:`pkpi.disclosure.KPI_LINKS`: a percentage's numerator and denominator are the same cells

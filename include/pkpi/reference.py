@@ -2,7 +2,7 @@
 and scorecard distribution list.
 
 The shipped defaults (the Northamptonshire partnership) live in ``seeds/``; a deployment points
-``PKPI_REFERENCE_DIR`` at its own folder holding the same six CSV files (partner-returns.md,
+``PKPI_REFERENCE_DIR`` at its own folder holding the same six CSV files (docs/returns/README.md,
 section 4). :func:`load_reference` reads that folder afresh on every call and checks it row by
 row, so a mistake in a hand-edited file is reported with its file, row and column rather than
 surfacing later as a wrong KPI. Nothing is cached: tests and deployments point the settings at
@@ -32,7 +32,7 @@ PARTNER_TYPES = (
 
 ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-# The columns of each reference file, exactly as partner-returns.md section 4 lists them.
+# The columns of each reference file, exactly as docs/returns/README.md, reference data lists them.
 REFERENCE_FILES: dict[str, tuple[str, ...]] = {
     "partners.csv": (
         "partner_code", "partner_name", "partner_type", "statutory_partner", "active_from",

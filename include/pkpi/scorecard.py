@@ -54,7 +54,7 @@ SCORECARD_COLUMNS = (
     "previous_month_value", "same_month_last_year_value", "target", "polarity", "rag", "trend",
     "provisional", "suppressed",
 )
-# Catalogue order (kpi-mart.md section 4), so the scorecard reads the same way every month;
+# Catalogue order (docs/dbt.md, the KPI catalogue), so the scorecard reads the same way every month;
 # KPIs added later go after their theme's known ones.
 THEME_ORDER = ("CON_", "TRN_", "CDN_", "FIN_", "RET_")
 CATALOGUE_ORDER = (

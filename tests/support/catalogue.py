@@ -203,7 +203,7 @@ REDROP = ReturnFile("child_deaths/HBB/2025-03/hbb_cdop_2025-03_again.csv", "2025
 
 
 def write_reference(folder: Path, files: dict[str, str]) -> Path:
-    """Write a reference folder (partner-returns.md section 4) from file name -> CSV text."""
+    """Write a reference folder (docs/returns/README.md, reference data) from file name -> CSV text."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text, encoding="utf-8")

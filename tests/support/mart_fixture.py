@@ -260,7 +260,7 @@ INACTIVE_RECIPIENT = "former.lead@partnership.example"
 
 
 def write_reference(directory: Path) -> Path:
-    """A small reference folder with all six files (partner-returns.md section 4)."""
+    """A small reference folder with all six files (docs/returns/README.md, reference data)."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, lines in REFERENCE_FILES.items():
         (directory / name).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,4 +1,4 @@
-"""What the specification (kpi-mart.md) says, written out independently of the code.
+"""What the published interface (docs/dbt.md, docs/scorecard.md) says, written out independently of the code.
 
 The tests check the code against these lists, so they are deliberately not imported from pkpi
 (include/pkpi/scorecard.py keeps its own SCORECARD_COLUMNS and CATALOGUE_ORDER): a test that
@@ -7,7 +7,7 @@ read the expectation from the code under test could not catch the two drifting.
 
 from __future__ import annotations
 
-# kpi-mart.md section 4: every KPI of the catalogue.
+# docs/dbt.md, the KPI catalogue: every KPI of the catalogue.
 CATALOGUE_KPIS = frozenset({
     "CON_CONTACTS", "CON_REFERRALS", "CON_CONVERSION_PCT", "CON_NFA_PCT", "CON_EARLY_HELP_PCT",
     "CON_REREFERRAL_12M_PCT", "CON_PER_10K", "TRN_ELEARN_COMMENCED", "TRN_ELEARN_COMPLETED",
@@ -17,14 +17,14 @@ CATALOGUE_KPIS = frozenset({
     "RET_ON_TIME_PCT", "RET_REJECTED",
 })
 
-# kpi-mart.md section 5: the scorecard's columns, in order.
+# docs/scorecard.md: the scorecard's columns, in order.
 SCORECARD_COLUMNS = [
     "period", "kpi_code", "kpi_name", "theme", "unit", "value", "fytd_value",
     "previous_month_value", "same_month_last_year_value", "target", "polarity", "rag", "trend",
     "provisional", "suppressed",
 ]
 
-# kpi-mart.md section 5: the KPIs the scorecard shows, at the least.
+# docs/scorecard.md: the KPIs the scorecard shows, at the least.
 SCORECARD_KPIS = frozenset({
     "CON_CONTACTS", "CON_CONVERSION_PCT", "CON_REREFERRAL_12M_PCT", "TRN_ELEARN_COMPLETION_PCT",
     "TRN_ATTENDANCES", "CDN_NOTIFICATIONS", "CDN_UNEXPECTED_JAR_PCT", "FIN_CONTRIBUTIONS_GBP",

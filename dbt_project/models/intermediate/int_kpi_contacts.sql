@@ -1,4 +1,4 @@
--- Contacts KPIs (kpi-mart.md section 4), both grains, ALL and each submitting partner.
+-- Contacts KPIs (docs/dbt.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Contacts and referrals are placed by contact_date; the re-referral flag comes from
 -- int_referrals, whose look-back spans every loaded month.
 

@@ -1,6 +1,6 @@
 """Which scorecard figures disclosure control hides, for mart.scorecard.suppressed.
 
-The mart keeps every figure exactly (kpi-mart.md section 5: disclosure control applies to what
+The mart keeps every figure exactly (docs/scorecard.md: disclosure control applies to what
 leaves the warehouse, never to the mart). So that a reader of mart.scorecard can still tell which
 figures the scorecard files, the email and the published copy hide, this model runs the very
 code that controls the published copy (pkpi.publishing.decide, with

@@ -1,4 +1,4 @@
--- The rows of the monthly scorecard (kpi-mart.md section 5), before mart.scorecard adds the
+-- The rows of the monthly scorecard (docs/scorecard.md), before mart.scorecard adds the
 -- disclosure flags (int_scorecard_disclosure): one row per reporting month and KPI with
 -- on_scorecard true, partnership level (ALL, total). Reporting months are the months of
 -- dim_month that have any monthly KPI value.

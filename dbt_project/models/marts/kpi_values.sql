@@ -1,4 +1,4 @@
--- Every KPI in the catalogue (kpi-mart.md sections 3 and 4): one row per kpi_code, grain,
+-- Every KPI in the catalogue (docs/dbt.md, the KPI catalogue): one row per kpi_code, grain,
 -- period, partner (or ALL) and breakdown value. value is unrounded; percentages are
 -- 100 x numerator / denominator and null when the denominator is 0.
 -- disclosive marks rows that disclosure control must treat as small-number sensitive when they

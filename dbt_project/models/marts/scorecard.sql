@@ -1,4 +1,4 @@
--- The monthly scorecard (kpi-mart.md section 5): one row per reporting month and KPI with
+-- The monthly scorecard (docs/scorecard.md): one row per reporting month and KPI with
 -- on_scorecard true, partnership level. The figures, RAG and trend are int_scorecard_rows';
 -- suppressed and suppression_reason say which of them disclosure control hides wherever the
 -- scorecard leaves the warehouse (int_scorecard_disclosure). The mart itself keeps every figure.
