@@ -15,7 +15,7 @@ export NO_COLOR := 1
 export GX_ANALYTICS_ENABLED := False
 DEMO_LOGICAL_DATE ?= 2026-04-20
 
-.PHONY: setup demo test lock docs clean airflow-init screenshots
+.PHONY: setup demo test soak lock docs clean airflow-init screenshots
 setup: $(VENV)/.installed
 
 .tools/bin/uv:
@@ -50,6 +50,13 @@ demo: airflow-init
 PYTEST_WORKERS ?= 2
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# The long crash series (issue 11): hundreds of random kill -9 of real `pkpi ingest` processes
+# and a few killed builds, each followed by recovery and the invariants of tests/support/crash.py.
+# A failure names its seed; replay it with PKPI_SOAK_SEED=<seed> SOAK_ITERATIONS=1 make soak.
+SOAK_ITERATIONS ?= 300
+soak: setup
+	PKPI_SOAK_ITERATIONS=$(SOAK_ITERATIONS) $(BIN)/python -m pytest tests/test_crash_random.py -m soak -p no:cacheprovider -q
 
 docs: setup
 	$(BIN)/pkpi docs

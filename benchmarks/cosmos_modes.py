@@ -33,7 +33,7 @@ rendering ``dbt_project/`` with its own profiles.yml:
 The cosmos DAGs use the configuration the docs describe (``test_indirect_selection=CAUTIOUS``,
 ``should_detach_multiple_parents_tests=True``) and the environment and ``--vars`` that
 ``pkpi.build`` gives dbt (``dbt_environment``: PKPI_WAREHOUSE, PKPI_REFERENCE_DIR;
-``disclosure_threshold`` and ``reporting_month``, the month before ``--date`` as the baseline
+``dbt_vars``: the contracts, the disclosure rule and ``reporting_month``, the month before ``--date`` as the baseline
 uses). Cosmos runs dbt in a temporary copy of the project, so its target/ and logs/ are never
 in ``dbt_project/``; the baseline's are in ``$PKPI_DATA_DIR/dbt``. Every mode starts cold (no
 partial-parse state) from its own copy of the same freshly ingested data folder.
@@ -66,7 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "include"))
 
 from pkpi.build import dbt_args, dbt_environment  # noqa: E402
-from pkpi.orchestration import MART_DAG_ID, WRITER_POOL, WRITER_POOL_DESCRIPTION  # noqa: E402
+from pkpi.airflow.names import MART_DAG_ID, WRITER_POOL, WRITER_POOL_DESCRIPTION  # noqa: E402
 from pkpi.periods import previous_month  # noqa: E402
 from pkpi.settings import Settings  # noqa: E402
 
@@ -95,8 +95,8 @@ from cosmos import (
     TestBehavior, TestIndirectSelection,
 )
 
-from pkpi.build import dbt_environment
-from pkpi.orchestration import WRITER_POOL
+from pkpi.build import dbt_environment, dbt_vars
+from pkpi.airflow.names import WRITER_POOL
 from pkpi.settings import Settings
 
 settings = Settings.from_env()
@@ -119,7 +119,7 @@ REPORTING_MONTH = {period!r}
         install_dbt_deps=False,
         # What pkpi.build gives dbt: the warehouse and reference folder, no usage stats.
         env_vars=dbt_environment(settings),
-        dbt_vars={{"disclosure_threshold": settings.disclosure_threshold, "reporting_month": REPORTING_MONTH}},
+        dbt_vars=dbt_vars(REPORTING_MONTH),
     ),
     profile_config=ProfileConfig(
         profile_name="pkpi",

@@ -1,61 +1,33 @@
-"""Partner returns are ingested within the hour of arriving, and the raw tables they change are
-announced as Airflow Assets (which starts ``partnership_mart_build``).
+"""
+# Partner returns ingest
 
-Wiring only: the waiting is :class:`pkpi.landing_sensor.ReturnsWaitingSensor`, the ingest is
-:func:`pkpi.ingest.ingest_landing`, and what changed is read from the load audit by
-:func:`pkpi.assets.raw_table_changes`; see docs/orchestration.md.
+Hourly: a partner whose return is rejected hears why **within the hour**, and the raw tables that
+changed are announced as assets (which starts `partnership_mart_build`).
+
+**wait_for_returns** succeeds at once if a return waits in `landing/`, else *defers* to the
+triggerer (needed: it is in docker-compose.yml), which looks every minute for up to `wait_minutes`
+(param, 0 to 58, default 55) without holding a worker; if none comes, the run is **skipped**.
+**ingest** (pool `duckdb_writer`) is `pkpi ingest`: rejections do not fail it. Each
+**`announce_<return_type>`** emits `raw.<return_type>` if this run accepted a return of that type
+(read from the load audit, so also after an ingest failure), else is skipped.
+
+Transient failures are retried with backoff; `PKPI_ENGINEER_EMAILS` hear of a task that failed
+for good. Every task is safe to re-run. Trigger with `{"wait_minutes": 0}` to ingest what is there
+now. Details, and why a deferrable sensor: docs/orchestration.md.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 
-from airflow.sdk import CronTriggerTimetable, Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, get_current_context, task
 
-from pkpi.assets import RAW_ASSETS
-from pkpi.landing_sensor import DEFAULT_WAIT_MINUTES, MAX_WAIT_MINUTES, ReturnsWaitingSensor
-from pkpi.orchestration import INGEST_DAG_ID, TIMEZONE, WRITER_POOL, default_task_args
-
-log = logging.getLogger("pkpi.dags.partner_returns_ingest")
-
-DOC_MD = f"""
-# Partner returns ingest
-
-Validates and loads partner returns soon after they arrive, so a partner whose return is
-rejected hears why **within the hour**, and the KPI mart is rebuilt from what was accepted.
-
-1. **wait_for_returns**: succeeds at once if a return is waiting in `landing/`; otherwise it
-   *defers* to the triggerer, which looks at `landing/` every minute for up to `wait_minutes`
-   (55) minutes without holding a worker. If nothing arrives it is **skipped**, and so is
-   everything after it: an hour without returns costs two short worker runs and emits nothing.
-2. **ingest** (pool `{WRITER_POOL}`): the same as `pkpi ingest`. Accepted returns are loaded,
-   rejected ones quarantined and their partner's data contact emailed. Rejections do not fail
-   the task; a file that fails for a *system* reason stays in landing and fails the task after
-   the other files are done.
-3. **`announce_<return_type>`**, one per return type: emits an asset event for
-   `raw.<return type>` (`duckdb://warehouse/raw/<return type>`) if that table gained an
-   accepted return during this run (nil returns count: they replace earlier data), with the
-   files, rows, partners and periods as the event's extra; otherwise it is skipped and emits
-   nothing. These read the load audit, so loads committed before an ingest failure are still
-   announced. Any raw asset event starts `partnership_mart_build`.
-
-**Schedule**: every hour, on the hour (UK time), around the clock; the run waits up to
-55 minutes, so a return is picked up within about a minute of arriving while a run waits, and
-within the hour at worst. Why a deferrable sensor rather than running ingest every 15 minutes:
-one run per hour instead of four, the waiting costs no worker slot and no process (the
-triggerer runs it), and the reaction time is a minute rather than a quarter of an hour.
-Needs the **triggerer** running (it is in docker-compose.yml); without it `wait_for_returns`
-fails after its deferral timeout and the engineers are emailed.
-
-**Params**: `wait_minutes` (0 to {MAX_WAIT_MINUTES}, default {DEFAULT_WAIT_MINUTES}): how long to
-wait for a return. Trigger with `{{"wait_minutes": 0}}` to ingest what is there now and stop.
-
-**Failures** are retried with exponential backoff only when transient (a busy warehouse, a
-timeout); the data engineers in `PKPI_ENGINEER_EMAILS` get an email when a task has failed
-for good. Every task is safe to re-run: ingest skips files already loaded (by checksum), and an
-announcement re-emitted only triggers an extra, identical mart build.
-"""
+from pkpi.airflow import tasks
+from pkpi.airflow.assets import RAW_ASSETS
+from pkpi.airflow.defaults import default_task_args
+from pkpi.airflow.landing_sensor import ReturnsWaitingSensor
+from pkpi.airflow.names import INGEST_DAG_ID, TIMEZONE, WRITER_POOL
+from pkpi.airflow.params import wait_minutes_param
 
 
 @dag(
@@ -67,17 +39,8 @@ announcement re-emitted only triggers an extra, identical mart build.
     max_active_runs=1,
     default_args=default_task_args(execution_timeout=timedelta(minutes=30)),
     tags=["pkpi", "partner-returns", "ingest", "hourly", "assets"],
-    doc_md=DOC_MD,
-    params={
-        "wait_minutes": Param(
-            DEFAULT_WAIT_MINUTES,
-            type="integer",
-            minimum=0,
-            maximum=MAX_WAIT_MINUTES,
-            title="Minutes to wait for a return",
-            description="0 ingests what is waiting now and stops.",
-        ),
-    },
+    doc_md=__doc__,
+    params={"wait_minutes": wait_minutes_param()},
 )
 def partner_returns_ingest():
     # Its worker time is one look at landing/ before deferring and one after; the waiting
@@ -87,31 +50,13 @@ def partner_returns_ingest():
     @task(pool=WRITER_POOL)
     def ingest() -> dict:
         """Validate and load every return waiting in landing/; rejections are reported, not raised."""
-        from pkpi.ingest import ingest_landing
-        from pkpi.orchestration import ingest_summary, task_settings
+        return tasks.ingest_returns()
 
-        report = ingest_landing(task_settings())
-        log.info("Ingest: %s.", report.summary())
-        return ingest_summary(report)
-
+    # ONE_DONE: announced after a failed ingest too (what it committed counts), never after a skip.
     @task(trigger_rule=TriggerRule.ONE_DONE, execution_timeout=timedelta(minutes=5))
     def announce(return_type: str) -> dict:
         """Emit the raw table's asset event if this run accepted a return of this type."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from pkpi.assets import raw_table_changes
-        from pkpi.orchestration import task_settings
-
-        context = get_current_context()
-        # Runs after ingest succeeded *or failed* (ONE_DONE): what was committed counts either way.
-        change = raw_table_changes(task_settings(), since=context["dag_run"].start_date).get(return_type)
-        if change is None:
-            raise AirflowSkipException(
-                f"No {return_type} return was accepted in this run: raw.{return_type} is unchanged."
-            )
-        context["outlet_events"][RAW_ASSETS[return_type]].extra = change.as_event_extra()
-        log.info("%s.", change)
-        return change.as_event_extra()
+        return tasks.announce_raw_table(get_current_context(), return_type)
 
     loaded = ingest()
     waiting >> loaded

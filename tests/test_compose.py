@@ -17,7 +17,7 @@ import pytest
 import yaml
 from jsonschema import Draft201909Validator
 
-from pkpi.orchestration import WRITER_POOL
+from pkpi.airflow.names import WRITER_POOL
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"

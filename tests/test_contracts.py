@@ -42,6 +42,11 @@ def test_committed_partner_docs_match_the_contracts():
     for contract in load_contracts().values():
         page = REPO / "docs" / "returns" / f"{contract.return_type}.md"
         assert page.read_text() == contract_markdown(contract), f"{page} is stale: run `pkpi docs`"
+    # The guide's table of return types too: one row per contract, none by hand.
+    from pkpi.templates_gen import partner_index
+
+    guide = REPO / "docs" / "returns" / "README.md"
+    assert guide.read_text() == partner_index(guide.read_text()), f"{guide} is stale: run `pkpi docs`"
 
 
 def test_a_malformed_contract_is_refused():

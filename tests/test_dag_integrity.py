@@ -107,7 +107,7 @@ def test_the_cycle_runs_ingest_build_scorecard_deliver_in_order(monthly):
 
 
 def test_warehouse_writers_share_the_one_slot_pool(monthly):
-    from pkpi.orchestration import WRITER_POOL
+    from pkpi.airflow.names import WRITER_POOL
 
     assert WRITER_POOL == "duckdb_writer"
     writers = {t.task_id for t in monthly.tasks if t.pool == WRITER_POOL}
@@ -116,7 +116,7 @@ def test_warehouse_writers_share_the_one_slot_pool(monthly):
 
 
 def test_retries_back_off_exponentially_and_only_for_transient_failures(monthly):
-    from pkpi.orchestration import TransientFailuresOnly
+    from pkpi.airflow.defaults import TransientFailuresOnly
 
     for task in monthly.tasks:
         assert task.retry_exponential_backoff >= 2
@@ -128,7 +128,7 @@ def test_the_schedule_runs_after_returns_are_due_and_reports_the_month_just_ende
     from airflow.serialization.encoders import coerce_to_core_timetable
     from airflow.timetables.base import DataInterval, TimeRestriction
 
-    from pkpi.orchestration import resolve_period
+    from pkpi.airflow.params import resolve_period
 
     assert monthly.catchup is False
     assert monthly.max_active_runs == 1

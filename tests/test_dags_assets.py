@@ -67,7 +67,7 @@ def _first_event(trigger, timeout: float = 10):
 
 
 def test_the_trigger_fires_when_a_return_arrives(tmp_path):
-    from pkpi.landing_sensor import ReturnsWaitingTrigger
+    from pkpi.airflow.landing_sensor import ReturnsWaitingTrigger
 
     landing = tmp_path / "landing"
     deadline = (datetime.now(timezone.utc) + timedelta(minutes=5)).isoformat()
@@ -89,19 +89,19 @@ def test_the_trigger_fires_when_a_return_arrives(tmp_path):
 
 
 def test_the_trigger_gives_up_at_its_deadline_and_survives_serialisation(tmp_path):
-    from pkpi.landing_sensor import ReturnsWaitingTrigger
+    from pkpi.airflow.landing_sensor import ReturnsWaitingTrigger
 
     deadline = (datetime.now(timezone.utc) + timedelta(seconds=0.3)).isoformat()
     trigger = ReturnsWaitingTrigger(str(tmp_path / "landing"), deadline, poke_interval=0.05)
     classpath, kwargs = trigger.serialize()
-    assert classpath == "pkpi.landing_sensor.ReturnsWaitingTrigger"
+    assert classpath == "pkpi.airflow.landing_sensor.ReturnsWaitingTrigger"
     json.dumps(kwargs)  # stored in the metadata database
     assert _first_event(ReturnsWaitingTrigger(**kwargs)).payload == {"waiting": 0}
 
 
 @pytest.fixture
 def sensor(monkeypatch, tmp_path):
-    from pkpi.landing_sensor import ReturnsWaitingSensor
+    from pkpi.airflow.landing_sensor import ReturnsWaitingSensor
 
     monkeypatch.setenv("PKPI_DATA_DIR", str(tmp_path / "data"))
     return ReturnsWaitingSensor(task_id="wait_for_returns")
@@ -117,7 +117,7 @@ def test_the_sensor_succeeds_at_once_when_a_return_is_waiting(sensor, tmp_path):
 def test_with_nothing_waiting_the_sensor_defers_to_the_trigger_for_the_runs_wait(sensor, tmp_path):
     from airflow.sdk.exceptions import TaskDeferred
 
-    from pkpi.landing_sensor import DEFERRAL_GRACE, ReturnsWaitingTrigger
+    from pkpi.airflow.landing_sensor import DEFERRAL_GRACE, ReturnsWaitingTrigger
 
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute({"params": {"wait_minutes": 20}})
@@ -142,7 +142,7 @@ def test_no_return_means_a_skip_not_a_failure(sensor):
 
 
 def test_the_wait_param_must_end_before_the_next_hourly_run():
-    from pkpi.landing_sensor import WaitParamError, wait_for_run
+    from pkpi.airflow.params import WaitParamError, wait_for_run
 
     assert wait_for_run({}) == timedelta(minutes=55)
     assert wait_for_run({"wait_minutes": None}) == timedelta(minutes=55)
@@ -159,7 +159,7 @@ def test_the_wait_param_must_end_before_the_next_hourly_run():
 def test_there_is_one_raw_asset_per_return_contract_and_airflow_keeps_their_uris():
     from airflow.sdk import Asset
 
-    from pkpi.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS
+    from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS
     from pkpi.contracts import return_types
 
     assert list(RAW_ASSETS) == list(return_types())
@@ -187,7 +187,7 @@ def _audit(settings, rows):
 
 
 def test_a_run_announces_the_return_types_whose_raw_tables_gained_accepted_returns(settings):
-    from pkpi.assets import raw_table_changes
+    from pkpi.airflow.assets import raw_table_changes
 
     assert raw_table_changes(settings, datetime(2026, 4, 1, tzinfo=timezone.utc)) == {}  # no warehouse yet
     start = datetime(2026, 4, 20, 10, 0)  # naive UTC, as the audit keeps it
@@ -231,7 +231,7 @@ def test_the_new_dags_are_in_the_dag_folder(dags):
 
 @pytest.mark.parametrize("dag_id", NEW_DAGS)
 def test_every_task_backs_off_exponentially_and_retries_transient_failures_only(dags, dag_id):
-    from pkpi.orchestration import TransientFailuresOnly, notify_engineers_of_failure
+    from pkpi.airflow.defaults import TransientFailuresOnly, notify_engineers_of_failure
 
     dag = dags[dag_id]
     assert dag.catchup is False and dag.max_active_runs == 1
@@ -246,8 +246,8 @@ def test_every_task_backs_off_exponentially_and_retries_transient_failures_only(
 def test_ingest_waits_then_ingests_in_the_writer_pool_then_announces_each_raw_table(dags):
     from airflow.sdk import TriggerRule
 
-    from pkpi.assets import RAW_ASSETS
-    from pkpi.landing_sensor import ReturnsWaitingSensor
+    from pkpi.airflow.assets import RAW_ASSETS
+    from pkpi.airflow.landing_sensor import ReturnsWaitingSensor
 
     dag = dags["partner_returns_ingest"]
     assert isinstance(dag.task_dict["wait_for_returns"], ReturnsWaitingSensor)
@@ -284,7 +284,7 @@ def test_ingest_runs_every_hour_on_the_hour_through_the_clock_change(dags):
 def test_the_mart_build_is_scheduled_on_any_raw_table_and_daily(dags):
     from airflow.sdk import AssetAny, AssetOrTimeSchedule
 
-    from pkpi.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS
+    from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS
 
     dag = dags["partnership_mart_build"]
     schedule = dag.timetable
@@ -319,7 +319,7 @@ def test_reminders_run_each_morning_and_write_the_ledger_in_the_writer_pool(dags
 def test_a_run_day_is_the_uk_calendar_day():
     from datetime import date
 
-    from pkpi.orchestration import run_day
+    from pkpi.airflow.params import run_day
 
     assert run_day({"logical_date": datetime(2026, 6, 30, 23, 30, tzinfo=timezone.utc)}) == date(2026, 7, 1)
     triggered = SimpleNamespace(run_after=datetime(2026, 1, 5, 7, 0, tzinfo=timezone.utc))
@@ -327,7 +327,7 @@ def test_a_run_day_is_the_uk_calendar_day():
 
 
 def test_the_failure_alert_of_an_hourly_dag_names_no_reporting_period():
-    from pkpi.orchestration import failure_alert
+    from pkpi.airflow.defaults import failure_alert
 
     ti = SimpleNamespace(dag_id="partner_returns_ingest", task_id="ingest", run_id="scheduled__x", try_number=2)
     subject, body, key = failure_alert({"ti": ti, "exception": RuntimeError("disk full"), "params": {}})

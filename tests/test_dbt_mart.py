@@ -35,7 +35,8 @@ import duckdb
 import pytest
 import yaml
 
-from pkpi.build import BuildFailed, PUBLISHED_TABLES, build_mart, publish
+from pkpi.build import BuildFailed, build_mart
+from pkpi.publish import PUBLISHED_TABLES, publish
 from pkpi.query import QueryRefused, query_published
 from pkpi.contracts import load_contracts
 from pkpi.periods import months_between
@@ -811,18 +812,70 @@ def test_query_published_reads_with_or_without_schema(built):
 # --- the project's own consistency --------------------------------------------------------------
 
 
-def test_dbt_vars_and_sources_mirror_the_contracts():
-    project = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text())
-    sources = yaml.safe_load((DBT_PROJECT / "models" / "staging" / "_sources.yml").read_text())
-    raw = {t["name"]: [c["name"] for c in t["columns"]] for s in sources["sources"] if s["name"] == "raw" for t in s["tables"]}
+def test_raw_sources_are_generated_from_the_contracts():
+    """models/staging/_raw_sources.yml is written by `pkpi docs` from the contracts and must never
+    drift from them: one raw table per contract, its columns in order with their SQL types, and
+    an enumeration test on every enum column."""
+    from pkpi.dbt_contracts import RAW_SOURCES_FILE, raw_sources_yaml
+
+    path = DBT_PROJECT / RAW_SOURCES_FILE
+    assert path.read_text(encoding="utf-8") == raw_sources_yaml(), f"{path} is stale: run `pkpi docs`"
+    sources = yaml.safe_load(path.read_text(encoding="utf-8"))
+    (raw,) = [s for s in sources["sources"] if s["name"] == "raw"]
+    tables = {t["name"]: t for t in raw["tables"]}
     contracts = load_contracts()
-    assert project["vars"]["return_types"] == {rt: c.period_kind for rt, c in contracts.items()}
-    assert set(raw) == set(contracts)
+    assert list(tables) == list(contracts)
     for rt, contract in contracts.items():
-        assert raw[rt] == ["load_id", "source_row", *contract.column_names], rt
-        enums = {c.name: list(c.values) for c in contract.columns if c.type == "enum"}
-        assert project["vars"]["enums"][rt] == enums, rt
+        columns = tables[rt]["columns"]
+        assert [c["name"] for c in columns] == ["load_id", "source_row", *contract.column_names], rt
+        assert [c["data_type"] for c in columns[2:]] == [c.sql_type.lower() for c in contract.columns], rt
+        tested = {c["name"] for c in columns if {"in_contract_enum": {"arguments": {"return_type": rt}}} in c.get("data_tests", [])}
+        assert tested == {c.name for c in contract.columns if c.type == "enum"}, rt
         assert (DBT_PROJECT / "models" / "staging" / f"stg_{rt}.sql").exists()
+    # The hand-written sources hold only what no contract describes (the load audit).
+    hand = yaml.safe_load((DBT_PROJECT / "models" / "staging" / "_sources.yml").read_text(encoding="utf-8"))
+    assert [s["name"] for s in hand["sources"]] == ["audit"]
+
+
+def test_the_contracts_reach_dbt_as_a_var_and_nothing_copies_them(tmp_path):
+    """`pkpi build` passes the contracts to dbt (the var `contracts`); the project keeps no copy
+    of them, and no model, macro or test spells out a list of return types: a file that names
+    two return types is a hand copy of the list, which the next return type would miss."""
+    import json
+
+    from pkpi.build import dbt_args
+    from pkpi.dbt_contracts import contract_vars
+
+    contracts = load_contracts()
+    args = dbt_args(Settings.from_env({"PKPI_DATA_DIR": str(tmp_path)}))
+    passed = json.loads(args[args.index("--vars") + 1])
+    assert passed["contracts"] == contract_vars()["contracts"]
+    assert list(passed["contracts"]) == list(contracts)
+    for rt, contract in contracts.items():
+        assert passed["contracts"][rt]["period_kind"] == contract.period_kind
+        assert passed["contracts"][rt]["enums"] == {c.name: list(c.values) for c in contract.columns if c.type == "enum"}
+    project = yaml.safe_load((DBT_PROJECT / "dbt_project.yml").read_text(encoding="utf-8"))
+    assert not {"contracts", "return_types", "enums"} & set(project["vars"])
+    files = [p for folder in ("models", "macros", "tests") for p in (DBT_PROJECT / folder).rglob("*.sql")]
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        # As a string of its own or inside a model name ('int_kpi_contacts').
+        named = sorted(rt for rt in contracts if re.search(rf"'[^'\n]*(?<![a-z]){re.escape(rt)}(?![a-z])[^'\n]*'", text))
+        assert len(named) < 2, f"{path.relative_to(DBT_PROJECT)} lists return types {named}: loop over contracts() instead"
+
+
+def test_intermediate_models_never_read_the_mart(built):
+    """The layers run one way: staging, intermediate, mart. No intermediate model depends on a
+    mart model (as dbt resolved the project)."""
+    import json
+
+    manifest = json.loads((built["second"].target_dir / "manifest.json").read_text(encoding="utf-8"))
+    nodes = manifest["nodes"]
+    marts = {uid for uid, n in nodes.items() if n["resource_type"] == "model" and n["original_file_path"].startswith("models/marts/")}
+    intermediate = [n for n in nodes.values() if n["resource_type"] == "model" and n["original_file_path"].startswith("models/intermediate/")]
+    assert len(intermediate) > 15 and len(marts) > 5
+    for node in intermediate:
+        assert not set(node["depends_on"]["nodes"]) & marts, (node["name"], sorted(set(node["depends_on"]["nodes"]) & marts))
 
 
 def test_every_mart_model_has_an_enforced_contract():
@@ -926,7 +979,7 @@ def test_published_copy_hides_small_disclosive_numbers(built, mart):
 
 def test_complementary_suppression_protects_totals(tmp_path):
     """A hidden part of a published total takes another part with it (no subtraction attack)."""
-    from pkpi.publishing import apply_disclosure_control
+    from pkpi.disclosure import apply_disclosure_control
 
     con = duckdb.connect(str(tmp_path / "pub.duckdb"))
     con.execute("create schema mart")
@@ -999,7 +1052,7 @@ def test_complementary_suppression_protects_totals(tmp_path):
 
 def _control_year(monthly: dict[str, int]) -> dict[str, tuple]:
     """Publish one KPI's months and financial year; return {period: (value, reason)}."""
-    from pkpi.publishing import apply_disclosure_control
+    from pkpi.disclosure import apply_disclosure_control
 
     con = duckdb.connect()  # in memory
     con.execute("create schema mart")

@@ -13,6 +13,7 @@ import re
 from aiosmtpd.controller import Controller
 
 from pkpi import mailer
+from pkpi.airflow.smtp import with_airflow_smtp
 from pkpi.delivery import deliver_scorecard
 from support.delivery import produced_data, settings  # noqa: F401,F811 - fixtures
 from support.mart_fixture import ACTIVE_RECIPIENTS, PERIOD
@@ -92,7 +93,7 @@ def test_airflows_smtp_connection_is_enough_to_send(settings, smtp_server, monke
         "&from_email=scorecard%40partnership.example",
     )
     assert not settings.smtp.configured  # no PKPI_SMTP_HOST: the outbox, unless Airflow says otherwise
-    result = deliver_scorecard(mailer.with_airflow_smtp(settings), PERIOD)
+    result = deliver_scorecard(with_airflow_smtp(settings), PERIOD)
     assert result.status == "sent"
     [received] = smtp_server.received
     assert received.mail_from == "scorecard@partnership.example"

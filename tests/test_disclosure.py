@@ -16,7 +16,7 @@ import openpyxl
 import pytest
 from pypdf import PdfReader
 
-from pkpi.charts import draw_scorecard_charts
+from pkpi.scorecard.charts import draw_scorecard_charts
 from pkpi.delivery import deliver_scorecard
 from pkpi.disclosure import DisclosureControl, Reason, is_disclosive
 from pkpi.periods import months_between

@@ -195,7 +195,7 @@ def test_the_next_run_tightens_a_data_folder_left_open_and_follows_no_link(setti
 
 
 def test_an_airflow_task_is_an_entry_point_too(settings, tmp_path, monkeypatch):
-    from pkpi.orchestration import task_settings
+    from pkpi.airflow.tasks import task_settings
 
     lax_data_folder(settings, tmp_path / "outside.txt")
     use(monkeypatch, {"PKPI_DATA_DIR": str(settings.data_dir), "PKPI_REFERENCE_DIR": str(settings.reference_dir),

@@ -7,7 +7,7 @@ partners and files in the wrong place. Good files are mixed in between them: one
 file must never stop another's good one.
 
 The whole corpus goes through a single ``ingest_landing`` run (module fixture); each test then
-checks one file's fate against the partner-returns contract, section 5: the exact rule and
+checks one file's fate against docs/returns/README.md, section 4: the exact rule and
 cell reported, nothing in the raw tables, the original bytes in quarantine beside errors.csv and
 report.html, the file gone from landing, and one audit row. Identifier values must never be
 echoed anywhere: errors file, report, audit, notice email or logs.

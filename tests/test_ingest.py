@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 import pkpi.ingest
+import pkpi.settling
 from pkpi.contracts import get_contract
 from pkpi.cli import main
 from pkpi.ingest import IngestIncomplete, ingest_landing
@@ -264,19 +265,29 @@ def test_running_ingest_again_is_harmless(settings):
     assert (audit_rows(settings), raw_rows(settings)) == before
 
 
-def test_a_file_left_in_landing_after_its_load_committed_is_not_loaded_twice(settings, monkeypatch):
-    """A crash between the commit and removing the file: the next run sees the same bytes."""
+def test_a_file_left_in_landing_after_its_load_committed_is_finished_not_loaded_twice(settings, monkeypatch):
+    """A failure between the commit and removing the file: the next run finishes that outcome
+    (the file leaves landing) instead of judging the same bytes again as a duplicate of itself."""
     drop_file(settings.landing_dir, f"{CONTACTS}/march.csv", contacts_v1(), UPLOADED)
-    monkeypatch.setattr(pkpi.ingest, "_leave_landing", lambda path, checksum: None)
-    ingest_landing(settings, today=TODAY)
+
+    def stopped(*args):
+        raise OSError("stopped before leaving landing (simulated)")
+
+    monkeypatch.setattr(pkpi.settling, "_leave_landing", stopped)
+    with pytest.raises(IngestIncomplete):
+        ingest_landing(settings, today=TODAY)
     monkeypatch.undo()
     assert len(landing_files(settings)) == 1
+    assert [r["status"] for r in audit_rows(settings)] == ["accepted"]
 
     report = ingest_landing(settings, today=TODAY)
 
-    assert [o.status for o in report.outcomes] == ["duplicate"]
+    assert report.outcomes == []  # the outcome was the first run's; this one only finished it
+    assert [r["status"] for r in audit_rows(settings)] == ["accepted"]
     assert len(raw_rows(settings)) == 4
     assert landing_files(settings) == []
+    (stored,) = [r["stored_path"] for r in audit_rows(settings)]
+    assert (settings.data_dir / stored).read_bytes() == contacts_v1()
 
 
 def test_files_still_uploading_are_left_alone(settings):

@@ -1,4 +1,4 @@
-"""Every KPI of the catalogue (docs/dbt.md, the KPI catalogue), worked out by hand, through the real gate
+"""Every KPI of the catalogue (docs/mart.md, the KPI catalogue), worked out by hand, through the real gate
 and the real dbt build.
 
 The partnership, its reference folder and its return files are in tests/support/catalogue.py:

@@ -14,6 +14,7 @@ import pytest
 from pypdf import PdfReader
 
 from pkpi import mailer
+from pkpi.airflow import smtp as airflow_smtp
 from pkpi.delivery import deliver_scorecard
 from pkpi.settings import SmtpSettings
 from support.delivery import produced_data, settings  # noqa: F401,F811 - fixtures
@@ -170,14 +171,14 @@ def test_smtp_settings_from_the_airflow_connection(monkeypatch, tmp_path):
         "AIRFLOW_CONN_SMTP_DEFAULT",
         "smtp://mailer:s3cret-pass@mail.partnership.example:2525?disable_ssl=true&from_email=data%40partnership.example",
     )
-    smtp = mailer.smtp_settings_from_airflow()
+    smtp = airflow_smtp.smtp_settings_from_airflow()
     assert smtp == SmtpSettings(
         host="mail.partnership.example", port=2525, security="starttls", user="mailer",
         password="s3cret-pass", sender="data@partnership.example",
     )
     settings = make_settings(tmp_path)
-    assert mailer.with_airflow_smtp(settings).smtp == smtp
+    assert airflow_smtp.with_airflow_smtp(settings).smtp == smtp
     # PKPI_SMTP_HOST wins over Airflow's connection.
     env_settings = make_settings(tmp_path, PKPI_SMTP_HOST="smtp.env.example")
-    assert mailer.with_airflow_smtp(env_settings).smtp.host == "smtp.env.example"
-    assert mailer.smtp_settings_from_airflow("no_such_connection") is None
+    assert airflow_smtp.with_airflow_smtp(env_settings).smtp.host == "smtp.env.example"
+    assert airflow_smtp.smtp_settings_from_airflow("no_such_connection") is None

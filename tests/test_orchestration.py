@@ -11,12 +11,14 @@ from types import SimpleNamespace
 import pytest
 
 from pkpi import mailer
-from pkpi.orchestration import (
-    OrchestrationError,
+from pkpi.airflow.defaults import (
     TransientFailuresOnly,
     failure_alert,
     is_transient_failure,
     notify_engineers_of_failure,
+)
+from pkpi.airflow.params import (
+    OrchestrationError,
     period_for_run,
     resolve_period,
     send_for_run,

@@ -14,7 +14,8 @@ import shutil
 import duckdb
 import pytest
 
-from pkpi.build import PUBLISHED_TABLES, docs_dir, generate_docs, publish
+from pkpi.build import docs_dir, generate_docs
+from pkpi.publish import PUBLISHED_TABLES, publish
 from pkpi.disclosure import DisclosureControl, is_disclosive
 from pkpi.query import query_published
 from pkpi.warehouse import connect
@@ -132,7 +133,7 @@ def assert_controlled_as_pkpi_disclosure_says(mart, published, threshold):
         primary = control.figure(value, unit, disclosive, numerator, denominator)
         if primary.hidden:
             # A small count reads [c] (complement) instead of <t where "<t" itself, read as 1 to
-            # t-1 beside the other figures, would pin a count down (pkpi.publishing._Model._unlabel).
+            # t-1 beside the other figures, would pin a count down (pkpi.disclosure.decisions._Model._unlabel).
             assert suppressed and reason in (primary.reason.value, "complement"), key
         if suppressed:
             assert disclosive and (p_num, p_den, p_value) == (None, None, None), key

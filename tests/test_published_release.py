@@ -20,10 +20,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pkpi.build import PUBLISHED_RELEASES_KEPT, PUBLISHED_TABLES, publish
+from pkpi.publish import PUBLISHED_RELEASES_KEPT, publish
 from pkpi.faults import CRASH_EXIT_CODE
 from pkpi.settings import Settings
 from support.catalogue import built_catalogue
+from support.crash import release_rows
 
 PKPI = Path(sys.executable).parent / "pkpi"
 STEPS = ("publish.partial", "publish.written", "publish.renamed", "publish.switched", "publish.linked")
@@ -41,25 +42,6 @@ def copy_of(built, root: Path) -> Settings:
     shutil.copytree(source / "data", root / "data", symlinks=True)
     shutil.copytree(source / "reference", root / "reference", symlinks=True)
     return Settings.from_env({"PKPI_DATA_DIR": str(root / "data"), "PKPI_REFERENCE_DIR": str(root / "reference")})
-
-
-def release_rows(release: Path) -> dict[str, int]:
-    """Row counts of one release, after checking that its DuckDB tables and Parquet files hold
-    exactly the same rows (raises AssertionError otherwise)."""
-    con = duckdb.connect()
-    try:
-        con.execute(f"attach '{release / 'kpi_mart.duckdb'}' as pub (read_only)")
-        counts = {}
-        for table in PUBLISHED_TABLES:
-            parquet = f"read_parquet('{release / 'parquet' / (table + '.parquet')}')"
-            counts[table] = con.execute(f"select count(*) from pub.main.{table}").fetchone()[0]
-            assert con.execute(f"select count(*) from {parquet}").fetchone()[0] == counts[table], table
-            for a, b in ((f"pub.main.{table}", parquet), (parquet, f"pub.main.{table}")):
-                assert con.execute(f"select count(*) from (select * from {a} except all select * from {b})"
-                                   ).fetchone()[0] == 0, f"{table}: the DuckDB file and Parquet differ"
-        return counts
-    finally:
-        con.close()
 
 
 def fingerprint(release: Path) -> str:

@@ -23,7 +23,7 @@ import duckdb
 import pytest
 
 import pkpi.query as sandbox
-from pkpi.build import PUBLISHED_TABLES
+from pkpi.publish import PUBLISHED_TABLES
 from pkpi.query import (ALLOWED, QueryFailed, QueryRefused, QueryTimedOut, check_query, open_sandbox,
                         query_published)
 from pkpi.warehouse import connect

@@ -154,7 +154,7 @@ def test_a_file_changed_while_it_is_read_is_left_untouched(settings, monkeypatch
 
 
 def test_the_sensor_does_not_fire_for_a_file_still_arriving(settings):
-    from pkpi.landing_sensor import ReturnsWaitingTrigger
+    from pkpi.airflow.landing_sensor import ReturnsWaitingTrigger
 
     path = drop_file(settings.landing_dir, f"{CONTACTS}/march.csv", _whole())
     assert landing.waiting_returns(settings.landing_dir, quiet_seconds=settings.quiet_seconds) == []

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 import pytest
 
 from pkpi import mailer
-from pkpi.orchestration import is_transient_failure
+from pkpi.airflow.defaults import is_transient_failure
 from pkpi.periods import financial_year_label, months_between
 from pkpi.reference import expected_returns, expected_returns_for_financial_year, load_reference
 from pkpi.reminders import (

@@ -246,7 +246,7 @@ def test_an_existing_warehouse_gains_the_new_audit_columns_and_table(settings):
 def test_the_retention_dag_runs_daily_in_the_writer_pool():
     from airflow.dag_processing.dagbag import DagBag
 
-    from pkpi.orchestration import RETENTION_DAG_ID, WRITER_POOL
+    from pkpi.airflow.names import RETENTION_DAG_ID, WRITER_POOL
 
     dag_file = Path(__file__).resolve().parents[1] / "dags" / "partner_returns_retention.py"
     bag = DagBag(dag_folder=str(dag_file))

@@ -42,15 +42,6 @@
     )
 {%- endmacro %}
 
-{#- The period grain of a return type, from var('return_types') (mirrors the contracts). -#}
-{% macro return_types_of_grain(grain) -%}
-    {%- set out = [] -%}
-    {%- for rt, kind in var('return_types').items() -%}
-        {%- if kind == grain -%}{%- do out.append(rt) -%}{%- endif -%}
-    {%- endfor -%}
-    {{- return(out) -}}
-{%- endmacro %}
-
 {% macro sql_list(values) -%}
     ({%- for v in values -%}'{{ v }}'{%- if not loop.last -%}, {% endif -%}{%- endfor -%})
 {%- endmacro %}

@@ -1,6 +1,6 @@
 -- Every KPI's value follows from its numerator and denominator: a count or sum is its
 -- numerator with no denominator; a ratio is scale x numerator / denominator, and null when the
--- denominator is 0 or unknown (docs/dbt.md, the KPI catalogue).
+-- denominator is 0 or unknown (docs/mart.md, the KPI catalogue).
 select v.*
 from {{ ref('kpi_values') }} as v
 inner join {{ ref('dim_kpi') }} as k on k.kpi_code = v.kpi_code

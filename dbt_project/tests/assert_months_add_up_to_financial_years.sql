@@ -15,7 +15,7 @@ yearly as (
     from {{ ref('kpi_values') }} as v
     inner join {{ ref('dim_kpi') }} as k on k.kpi_code = v.kpi_code
     where v.period_grain = 'financial_year'
-      and k.source in ('contacts', 'training', 'child_deaths')
+      and k.source in {{ sql_list(return_types_placed_by_date()) }}
       and k.grains like '%month%'
 )
 

@@ -1,7 +1,9 @@
 """``pkpi``: the command line the partnership's engineers use (README, the command line).
 
 Exit status: 0 when the command did its job (even when returns were rejected: they are
-reported), 2 for a usage error, 1 when the system itself failed.
+reported), 2 for a usage error, 1 when the system itself failed. Both follow from the error's
+class in pkpi.errors (``exit_code``); the message is the error's own sentence, never a
+traceback, and a full disk is reported as such whatever library ran into it.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ import logging
 import sys
 from pathlib import Path
 
-from .files import FileAccessError, secure_entry_point
+from .errors import EXIT_FAILED, PkpiError, UserError, classify, says_disk_full
+from .files import secure_entry_point
 from .periods import PeriodError, parse_month
-from .settings import Settings, SettingsError
+from .settings import Settings
 
 DEMO_PERIOD = "2026-03"
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """The command was called wrongly; exit status 2."""
 
 
@@ -62,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retention", help="delete archived and quarantined originals whose retention period has ended")
     rt.add_argument("--dry-run", action="store_true", help="only list what is due; delete and record nothing")
     sub.add_parser("suites", help="write the GX expectation suites derived from the contracts")
-    sub.add_parser("docs", help="write the partner pages and GX suites from the contracts, and the dbt docs site")
+    sub.add_parser("docs", help="write the partner pages, GX suites and dbt raw sources from the contracts, and the dbt docs site")
     return p
 
 
@@ -186,12 +189,9 @@ def _cmd_status(args, settings: Settings) -> int:
 def _cmd_query(args, settings: Settings) -> int:
     import csv
 
-    from .query import QueryError, query_published
+    from .query import query_published
 
-    try:
-        result = query_published(settings, args.sql)
-    except QueryError as exc:  # refused, timed out or failed: the caller's query to change, exit 2
-        raise UsageError(str(exc)) from None
+    result = query_published(settings, args.sql)  # QueryError: the caller's query to change, exit 2
     columns, rows = result.columns, result.rows
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -234,10 +234,12 @@ def _cmd_docs(args, settings: Settings) -> int:
     from .templates_gen import write_partner_docs
 
     from .build import generate_docs
+    from .dbt_contracts import write_raw_sources
 
     for path in write_partner_docs(settings.project_dir / "docs" / "returns"):
         print(path)
     _cmd_suites(args, settings)
+    print(write_raw_sources(settings.dbt_project_dir))  # before the site, which documents them
     print(f"dbt docs site: {generate_docs(settings) / 'index.html'}")
     return 0
 
@@ -257,24 +259,39 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("great_expectations", "dbt", "matplotlib", "fontTools"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # A log handler that cannot write (dbt.log on a full disk) must not print Python's
+    # "--- Logging error ---" traceback for every line: the failure itself is reported below.
+    logging.raiseExceptions = False
+    settings = None
     try:
         settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"pkpi: {exc}", file=sys.stderr)
-        return 2
-    try:
         if args.command in WRITES_DATA:
             secure_entry_point(settings)  # the umask, and a data folder left too open is tightened
         return COMMANDS[args.command](args, settings)
-    except (UsageError, PeriodError, FileAccessError) as exc:
-        print(f"pkpi: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # the system failed: say what, briefly, and exit 1
-        logging.getLogger("pkpi").debug("failure", exc_info=True)
+    except Exception as exc:
+        return _report_failure(exc, settings)
+
+
+def _report_failure(exc: Exception, settings: Settings | None) -> int:
+    """Say what failed on stderr (sentences, no traceback) and return the exit status.
+
+    A full disk anywhere in the chain of causes is said first, with the file system and what to
+    free (pkpi.errors.DiskFull); the command's own error follows, so the original is never hidden
+    (an incomplete ingest's message also counts what was done).
+    """
+    logging.getLogger("pkpi").debug("failure", exc_info=True)
+    error = classify(exc, settings.data_dir if settings is not None else None)
+    if error is None:  # not an error pkpi raises on purpose: a bug or a library's own failure
         print(f"pkpi: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    print(f"pkpi: {error}", file=sys.stderr)
+    if isinstance(exc, PkpiError) and error is not exc:  # the command's own account of what it did
+        print(f"pkpi: {exc}", file=sys.stderr)
+    elif error is not exc and not says_disk_full(exc):  # a library's error the disk full lies under
+        print(f"pkpi: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return error.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,8 +2,9 @@
 
 Each ``contracts/<return_type>.yml`` describes a return once: its columns, types, enumerations,
 ranges, row rules and period. Everything else is derived from it: the parser's types, the Great
-Expectations suite, the blank templates, the partner docs and the raw table's DDL. Adding a
-return type means adding a YAML file here (and its dbt models), not Python.
+Expectations suite, the blank templates, the partner docs, the raw table's DDL and what the dbt
+project knows of it (pkpi.dbt_contracts). Adding a return type means adding a YAML file here and
+its own dbt models (docs/dbt.md, "Adding a return type"), not Python.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from .errors import PermanentError
 from .identifiers import header_looks_like_identifier
 
 COLUMN_TYPES = ("text", "enum", "date", "integer", "decimal")
@@ -28,7 +30,7 @@ ID_REGEX = r"^[0-9A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u017f_/.\-]+\Z"
 TEXT_FORMATS = ("id",)
 
 
-class ContractError(ValueError):
+class ContractError(PermanentError, ValueError):
     """A contract file is malformed: a developer error, caught by the tests."""
 
 

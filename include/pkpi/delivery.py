@@ -28,6 +28,7 @@ from email.utils import formataddr
 from pathlib import Path
 
 from . import mailer
+from .errors import PermanentError
 from .periods import parse_month
 from .reference import load_reference
 from .scorecard import export_dir, produce_scorecard
@@ -40,7 +41,7 @@ ATTACHMENT_TYPES = {
 }
 
 
-class DeliveryError(RuntimeError):
+class DeliveryError(PermanentError, RuntimeError):
     """The scorecard email cannot be put together; the message says what to fix."""
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import random
 from bisect import bisect_left
 from collections import Counter
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .contracts import get_contract
+from .files import write_atomic
 from .periods import financial_year_label, months_between, parse_financial_year, parse_month
 from .reference import (
     ExpectedReturn, Partner, Reference, expected_returns, expected_returns_for_financial_year,
@@ -489,12 +489,7 @@ def _received_at(seed: int, expected: ExpectedReturn, earliest: date, on_time: b
 
 def _write(path: Path, content: bytes, received_at: datetime) -> None:
     """Write atomically (a gate scanning landing never sees half a file) and set the mtime."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(content)
-    stamp = received_at.timestamp()
-    os.utime(temporary, (stamp, stamp))
-    os.replace(temporary, path)
+    write_atomic(path, content, mtime=received_at.timestamp())
 
 
 def _plant_problems(rows: list[dict], month: str) -> tuple[list[dict], tuple[str, ...]]:

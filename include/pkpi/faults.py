@@ -9,6 +9,21 @@ Only tests set the variable; a production run never does.
 
 Step names (``<area>.<step>``; add new ones here when you add a checkpoint):
 
+ingest (pkpi.ingest, one landing file; see its docstring for the recovery of each):
+  ``ingest.staged``        the archive or quarantine copy (with errors file and report) is complete
+                           under its temporary name; nothing committed
+  ``ingest.committed``     rows, audit row, settle record and queued notice are committed; the
+                           copy still has its temporary name, the file is still in landing
+  ``ingest.placed``        the copy is renamed into place; the file is still in landing
+  ``ingest.left_landing``  the file is removed from landing; its settle record not yet cleared
+  ``ingest.settled``       the settle record is cleared; the queued notice not yet handed over
+  ``outbox.delivered``     a queued notice was delivered (see delivery.*); its queue row not yet
+                           marked done
+
+files (pkpi.files.write_atomic, every file written whole: scorecard files, charts, ...):
+  ``files.written``        the content is complete and fsynced under its temporary name; not yet
+                           renamed over the final name (which still holds the old file, if any)
+
 delivery (pkpi.mailer.deliver):
   ``delivery.reserved``    the ledger row ``sending`` is committed; the mail server not yet contacted
   ``delivery.handing_over`` the ledger says the message is being handed to SMTP; not yet connected
@@ -16,7 +31,11 @@ delivery (pkpi.mailer.deliver):
   ``delivery.outbox_written`` the .eml is in outbox/; the ledger not yet updated
   ``delivery.recorded``    the final ledger state (sent, refused, written_to_outbox) is committed
 
-publishing (pkpi.build.publish):
+build (pkpi.build.build_mart):
+  ``build.built``          dbt has built the mart; its disclosure decisions not yet stored (the
+                           published copy and scorecards refuse the mart until `pkpi build` runs)
+
+publishing (pkpi.publish.publish):
   ``publish.partial``      the temporary release ``published/releases/.<id>.tmp`` is half written
   ``publish.written``      the temporary release is complete; not yet renamed
   ``publish.renamed``      ``releases/<id>`` is in place; ``current`` still names the old release

@@ -16,7 +16,7 @@ audience (execute without read), so they can reach ``published/`` without listin
 Three layers make this hold whoever creates a file:
 
 1. every entry point (``pkpi`` in :mod:`pkpi.cli`, every Airflow task through
-   :func:`pkpi.orchestration.task_settings`) calls :func:`secure_entry_point`, which sets the
+   :func:`pkpi.airflow.tasks.task_settings`) calls :func:`secure_entry_point`, which sets the
    process umask (077, or 007 with a group), so files that libraries create themselves (DuckDB's
    database and .wal, dbt's logs and target, matplotlib) are private from their first byte, and
    tightens what an earlier version or another tool left too open;
@@ -30,7 +30,9 @@ Symbolic links are never followed: modes are changed through descriptors opened 
 ``O_NOFOLLOW``, links and special files are left alone, and :func:`open_dir_beneath` walks a
 relative path one component at a time so that nothing outside its root is ever reached.
 
-(A later change moves the project's atomic writers here too: one home for how files are written.)
+A file the platform writes whole (the scorecard's files and charts, say) is written by
+:func:`write_atomic`: to a temporary name in the same folder, flushed to disk, then renamed over
+the final name, so a reader or a crash sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ import fcntl
 import grp
 import logging
 import os
+import shutil
 import stat
+import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +51,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+from .errors import PermanentError, UserError
+from .faults import checkpoint
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ PUBLISHED_AREAS = ("published", "exports")
 _UMASK_LOCK = threading.Lock()
 
 
-class FileAccessError(RuntimeError):
+class FileAccessError(UserError, RuntimeError):
     """The file group setting cannot be applied (unknown group, or the user is not a member)."""
 
 
@@ -309,6 +315,71 @@ def open_secure(settings: Settings, path: Path, flags: int = os.O_RDWR | os.O_CR
     return fd
 
 
+def write_atomic(path: Path, data: bytes | str, settings: Settings | None = None,
+                 mtime: float | None = None) -> Path:
+    """Write ``path`` whole or not at all; returns ``path``.
+
+    The content goes to a temporary name in the same folder (``.<name>.<random>.tmp``, mode
+    0600 from the first byte), is flushed to disk with fsync, gets ``mtime`` when given, and is
+    then renamed over ``path`` (the folder is fsynced too, so the rename survives a power cut).
+    A crash leaves the old file, or at worst a stale ``.tmp`` beside it, never half a file.
+    With ``settings`` the folders are made by :func:`make_dir` and the file gets the mode and
+    group of its place in the data folder before it appears under its name; without, the
+    folder is a plain ``mkdir -p`` and the file stays 0600 (the caller opens it up later, as
+    the scorecard does with :func:`secure_tree`). Text is written as UTF-8.
+    """
+    path = Path(path)
+    if settings is not None:
+        make_dir(settings, path.parent)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+            if settings is not None:
+                st = os.fstat(fh.fileno())
+                _apply(settings, fh.fileno(), st, access_for(settings, path), path)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        checkpoint("files.written")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some filesystems refuse)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_paths(paths) -> None:
+    """Remove each of ``paths`` that exists: a file, a folder with its contents, or a symbolic
+    link (the link itself, never what it points to)."""
+    for path in paths:
+        path = Path(path)
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 INGEST_LOCK_NAME = "ingest.lock"
 
 
@@ -332,7 +403,7 @@ def ingest_lock(settings: Settings):
 # --- safe paths -----------------------------------------------------------------------------
 
 
-class UnsafePath(ValueError):
+class UnsafePath(PermanentError, ValueError):
     """A path that would leave its folder, or pass through a symbolic link."""
 
 

@@ -1,6 +1,6 @@
 """Ingest: every file waiting in landing is judged by the gate and then loaded, or quarantined.
 
-What happens to each file is section 5 of the contract:
+What happens to each file (docs/returns/README.md, section 4, as partners read it):
 
 * accepted: its rows and its audit row are written in one DuckDB transaction (so a failure
   half-way leaves nothing), then the original bytes are archived and the file leaves landing;
@@ -35,9 +35,13 @@ made safe (:func:`pkpi.landing.safe_name`) before it reaches the audit, a log li
 a notice, and a notice or report that cannot be made never undoes a file's outcome.
 
 Runs are serialised by an ingest lock, and each file is handled on its own, so one partner's
-bad file never stops another's good one. Running ingest twice is harmless: a file is only
-removed from landing after its outcome is committed, and a file whose outcome was committed but
-which is still in landing (a crash in between) is recognised by checksum on the next run.
+bad file never stops another's good one. Every outcome goes through the same crash-safe steps
+(:mod:`pkpi.settling`): the stored copy is staged, the rows, audit row and the partner's notice
+(queued in the outbox, :func:`pkpi.mailer.queue`) are committed in one transaction, then the copy
+is renamed into place and the file leaves landing; notices are delivered at the end of the run.
+A run that stops anywhere is finished by the next one, which starts by recovering: one audit
+row and one stored copy per file, never a file reported as a duplicate of itself, every notice
+delivered exactly once.
 """
 
 from __future__ import annotations
@@ -52,15 +56,18 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
+from . import landing, settling
 from .contracts import get_contract
-from .files import ingest_lock, make_dir, secure, secure_tree
-from . import landing
+from .errors import PkpiError, is_disk_full
+from .faults import checkpoint
+from .files import ingest_lock
 from .gate import Problem, ReturnKey, Verdict, judge, locate
 from .landing import LandingEntry, safe_name
+from .mailer import deliver_outbox, deliver_queued, queue
 from .reference import Reference, load_reference
 from .rejections import audit_message, notice_message, report_html, rule_ids, write_quarantine
 from .settings import Settings
-from .warehouse import connect
+from .warehouse import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +150,11 @@ def _ingest_lock(settings: Settings) -> Iterator[None]:
         yield
 
 
-class IngestIncomplete(RuntimeError):
+class IngestIncomplete(PkpiError, RuntimeError):
     """Some files could not be processed because the system failed (not because they were bad).
 
     Every other file was handled; the failed ones stay in landing for the next run. The first
-    failure is chained as ``__cause__``.
+    failure is chained as ``__cause__`` and decides whether a retry can help (pkpi.errors).
     """
 
     def __init__(self, report: IngestReport, failures: list[tuple[Path, BaseException]]):
@@ -172,7 +179,9 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     report = IngestReport()
     failures: list[tuple[Path, BaseException]] = []
     with _ingest_lock(settings):
-        for entry in pending_entries(settings):
+        settling.recover(settings)  # finish what a stopped run committed (pkpi.settling)
+        waiting = pending_entries(settings)
+        for number, entry in enumerate(waiting):
             try:
                 outcome = _ingest_entry(settings, entry, reference, today)
                 if outcome is None:  # still being written: no outcome, the next run looks again
@@ -182,28 +191,31 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
                 log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
                           safe_name(exc, limit=500))
                 failures.append((entry.path, exc))
+                if is_disk_full(exc):  # every other file would fail the same way: they wait
+                    log.error("the disk is full: the other %d waiting file(s) were not tried and stay in "
+                              "landing for the next run", len(waiting) - number - 1)
+                    break
                 continue
             report.outcomes.append(outcome)
             log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
                      outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
-    _send_waiting_notices(settings)
+        _deliver_notices(settings)
     log.info("ingest: %s", report.summary())
     if failures:
         raise IngestIncomplete(report, failures) from failures[0][1]
     return report
 
 
-def _send_waiting_notices(settings: Settings) -> None:
-    """Deliver the partner notices that were only written to the outbox while no mail server
-    was configured (each once); a mail failure never undoes an ingest."""
-    if not settings.smtp.configured:
-        return
-    from .mailer import deliver_outbox
-
+def _deliver_notices(settings: Settings) -> None:
+    """Deliver the notices the outcomes queued (pkpi.mailer.deliver_queued), then, with a mail
+    server configured, those only written to outbox/ while there was none; a mail failure never
+    undoes an ingest (what is not delivered stays queued for the next run)."""
     try:
-        deliver_outbox(settings)
+        deliver_queued(settings)
+        if settings.smtp.configured:
+            deliver_outbox(settings)
     except Exception as exc:  # the notices stay in the outbox for the next run
-        log.warning("could not send the partner notices waiting in the outbox: %s", safe_name(exc, limit=500))
+        log.warning("could not deliver the partner notices in the outbox: %s", safe_name(exc, limit=500))
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -211,24 +223,6 @@ def _relative(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
-
-
-def _store(folder: Path, name: str, content: bytes, mtime: float) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    tmp = folder / f".{name}.incoming"
-    tmp.write_bytes(content)
-    os.utime(tmp, (mtime, mtime))
-    os.replace(tmp, target)
-    return target
-
-
-def _leave_landing(entry: LandingEntry, checksum: str | None) -> None:
-    """Remove the entry from landing, unless the partner replaced it while we worked on it.
-
-    ``checksum`` None: an entry that was never read (a link is removed itself, never its target).
-    """
-    landing.remove(entry, checksum)
 
 
 def _folder(root: Path, verdict: Verdict, load_id: str) -> Path:
@@ -332,73 +326,90 @@ def _ingest_entry(settings: Settings, entry: LandingEntry, reference: Reference,
     )
 
     if verdict.accepted:
-        with connect(settings) as con:
+        return _accept(settings, entry, verdict, base, content, stat.st_mtime, notes)
+    return _reject(settings, reference, entry, verdict, base, content, row_count=verdict.row_count)
+
+
+def _accept(settings: Settings, entry: LandingEntry, verdict: Verdict, base: dict, content: bytes,
+            mtime: float, notes: str) -> FileOutcome:
+    """Archive, load and audit an accepted file (or record a duplicate), then settle it."""
+    key, load_id, checksum = verdict.key, base["load_id"], base["checksum_sha256"]
+    name = _stored_name(entry.name)
+    place = settling.placement(settings.archive_dir, _folder(settings.archive_dir, verdict, load_id), load_id)
+    with settling.staging(settings, place) as folder:
+        _write_original(folder / name, content, mtime)
+    stored = _relative(place.stored(name), settings.data_dir)
+    with connect(settings) as con:
+        with settling.committing(place), transaction(con):
             previous = con.execute(
                 """SELECT load_id, checksum_sha256 FROM audit.loads
                    WHERE status = 'accepted' AND return_type = ? AND partner_code = ? AND period = ?
                    ORDER BY arrival_seq DESC LIMIT 1""",
                 [key.return_type, key.partner_code, key.period],
-            ).fetchone()
-            duplicate_of = previous[0] if previous and previous[1] == checksum else None
-            folder = _folder(settings.archive_dir, verdict, load_id)
-            stored = _relative(folder / _stored_name(path.name), settings.data_dir)
-            con.execute("BEGIN TRANSACTION")
-            try:
-                if duplicate_of:
-                    _audit(con, base, status="duplicate", row_count=verdict.row_count,
-                           is_nil=verdict.is_nil, stored_path=stored, duplicate_of=duplicate_of,
-                           message=f"same bytes as the current version {duplicate_of}; not loaded again")
-                else:
-                    _load_rows(con, key.return_type, load_id, verdict)
-                    _audit(con, base, status="accepted", row_count=verdict.row_count,
-                           is_nil=verdict.is_nil, stored_path=stored,
-                           message=notes or ("nil return" if verdict.is_nil else ""))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        make_dir(settings, folder)  # private before the partner's bytes go in (pkpi.files)
-        secure(settings, _store(folder, _stored_name(path.name), content, stat.st_mtime))
-        _leave_landing(entry, checksum)
-        status = "duplicate" if duplicate_of else "accepted"
-        return FileOutcome(load_id, key.return_type, key.partner_code, key.period, file_name, status,
-                           verdict.row_count, 0, stored,
-                           "duplicate of " + duplicate_of if duplicate_of else notes)
+            ).fetchall()  # whole: DuckDB refuses the next statement while a result is unread
+            duplicate_of = previous[0][0] if previous and previous[0][1] == checksum else None
+            if duplicate_of:
+                _audit(con, base, status="duplicate", row_count=verdict.row_count,
+                       is_nil=verdict.is_nil, stored_path=stored, duplicate_of=duplicate_of,
+                       message=f"same bytes as the current version {duplicate_of}; not loaded again")
+            else:
+                _load_rows(con, key.return_type, load_id, verdict)
+                _audit(con, base, status="accepted", row_count=verdict.row_count,
+                       is_nil=verdict.is_nil, stored_path=stored,
+                       message=notes or ("nil return" if verdict.is_nil else ""))
+            unsettled = settling.record(con, settings, place, entry, "checksum", checksum)
+        checkpoint("ingest.committed")
+        settling.settle(settings, con, unsettled)
+    status = "duplicate" if duplicate_of else "accepted"
+    return FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"], status,
+                       verdict.row_count, 0, stored, "duplicate of " + duplicate_of if duplicate_of else notes)
 
-    return _reject(settings, reference, entry, verdict, base, content, row_count=verdict.row_count)
+
+def _write_original(path: Path, content: bytes, mtime: float) -> None:
+    """The partner's bytes, with the file's own modification time (into a private staging folder)."""
+    path.write_bytes(content)
+    os.utime(path, (mtime, mtime))
 
 
 def _reject(settings: Settings, reference: Reference, entry: LandingEntry, verdict: Verdict, base: dict,
             content, *, row_count: int | None = None, remove: str = "checksum",
             notify: bool = True) -> FileOutcome:
-    """Quarantine, audit, leave landing, tell the partner: what every rejection does.
+    """Quarantine, audit and queue the partner's notice, then settle: what every rejection does.
 
     ``content`` is the bytes, a function writing them (a file too large for memory; it may set
     ``base``'s checksum and size), or None when nothing was read. ``remove``: ``checksum`` (only
     while the landing file still holds the audited bytes), ``entry`` (the very entry scanned, for
-    one never read) or ``never``.
+    one never read) or ``never`` (see pkpi.settling). The copy, the errors file and the report
+    are staged and only moved into quarantine once the audit row is committed.
     """
     key, problems, load_id = verdict.key, verdict.problems, base["load_id"]
-    folder = _folder(settings.quarantine_dir, verdict, load_id)
+    place = settling.placement(settings.quarantine_dir, _folder(settings.quarantine_dir, verdict, load_id), load_id)
     report = _report(base, key, problems)
-    make_dir(settings, folder)  # private before the partner's bytes go in (pkpi.files)
-    stored = _relative(write_quarantine(folder, _stored_name(entry.name), content, problems, report),
-                       settings.data_dir)
-    secure_tree(settings, folder)
+    with settling.staging(settings, place) as folder:
+        written = write_quarantine(folder, _stored_name(entry.name), content, problems, report)
+    stored = _relative(place.stored(written.name), settings.data_dir)
     summary = audit_message(problems)
-    with connect(settings) as con:
-        _audit(con, dict(base, error_rules=rule_ids(problems)), status="rejected", row_count=row_count, is_nil=False,
-               stored_path=stored, error_count=len(problems), message=summary)
     checksum = base["checksum_sha256"]
-    if remove != "never":
-        _leave_landing(entry, checksum if remove == "checksum" else None)
     outcome = FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"],
                           "rejected", row_count, len(problems), stored, summary, tuple(problems))
-    if notify:
-        _notify_partner(settings, reference, outcome, checksum if checksum != UNREAD_CHECKSUM else load_id)
-    else:
+    notice = _notice(settings, reference, outcome) if notify else None
+    if not notify:
         log.info("%s was made by the operating system, not sent by a partner: recorded without a notice",
                  outcome.file_name)
+    with connect(settings) as con:
+        with settling.committing(place), transaction(con):
+            _audit(con, dict(base, error_rules=rule_ids(problems)), status="rejected", row_count=row_count,
+                   is_nil=False, stored_path=stored, error_count=len(problems), message=summary)
+            if notice is not None:
+                # One notice per partner, return and bytes: the same bad file sent twice is told once.
+                queue(con, notice, "rejection",
+                      f"rejection:{outcome.return_type}:{outcome.partner_code}:{outcome.period}:"
+                      f"{checksum if checksum != UNREAD_CHECKSUM else load_id}",
+                      period=outcome.period, partner_code=outcome.partner_code, load_id=load_id)
+            unsettled = settling.record(con, settings, place, entry, remove,
+                                        checksum if remove == "checksum" else None)
+        checkpoint("ingest.committed")
+        settling.settle(settings, con, unsettled)
     return outcome
 
 
@@ -551,24 +562,21 @@ def _audit(con, base: dict, *, status: str, row_count: int | None, is_nil: bool,
     con.execute(f"INSERT INTO audit.loads ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
 
-def _notify_partner(settings: Settings, reference: Reference, outcome: FileOutcome, checksum: str) -> None:
-    """Email the partner's data contact which rules failed; never let email failure undo the verdict."""
+def _notice(settings: Settings, reference: Reference, outcome: FileOutcome):
+    """The rejection notice for the partner's data contact, or None (no contact, or it cannot be
+    made: the file stays rejected and quarantined whatever happens to its notice)."""
     contact = reference.data_contact(outcome.partner_code) if outcome.partner_code else None
     if not contact:
         log.info("no data contact for partner %s; rejection recorded without a notice", outcome.partner_code)
-        return
-    from .mailer import deliver  # delivery is its own stage; imported when a notice is due
-
-    # The outcome's names are already safe (pkpi.landing.safe_name): a name cannot inject a header.
-    key = f"rejection:{outcome.return_type}:{outcome.partner_code}:{outcome.period}:{checksum}"
+        return None
     try:
-        message = notice_message(
+        # The outcome's names are already safe (pkpi.landing.safe_name): a name cannot inject a header.
+        return notice_message(
             partnership=settings.partnership_name, sender=settings.smtp.sender, recipient=contact,
             file_name=outcome.file_name, return_type=outcome.return_type, partner_code=outcome.partner_code,
             period=outcome.period, problems=list(outcome.problems), load_id=outcome.load_id,
         )
-        deliver(settings, message, kind="rejection", idempotency_key=key,
-                period=outcome.period, partner_code=outcome.partner_code)
-    except Exception as exc:  # the file stays rejected and quarantined whatever the mail server does
-        log.warning("could not send the rejection notice for %s to partner %s: %s",
+    except Exception as exc:
+        log.warning("could not write the rejection notice for %s to partner %s: %s",
                     outcome.load_id, outcome.partner_code, exc)
+        return None

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from .errors import PermanentError, TransientError
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def safe_name(name: object, limit: int | None = 200) -> str:
 # --- looking at landing ----------------------------------------------------------------------
 
 
-class NotRegularFile(Exception):
+class NotRegularFile(PermanentError):
     """An entry (or a folder on its way) is not a plain file or folder; it was not opened."""
 
     def __init__(self, what: str, outside: bool = False):
@@ -135,14 +136,14 @@ class NotRegularFile(Exception):
         self.outside = outside  # True: a folder on the way is a link (the path leaves landing)
 
 
-class StillArriving(Exception):
+class StillArriving(TransientError):
     """The file is not the one scanned, or changed while it was read: it is still being written.
 
     Nothing is recorded: the next ingest looks at it again once it has been quiet.
     """
 
 
-class FileTooLarge(Exception):
+class FileTooLarge(PermanentError):
     """A regular file is bigger than the limit; it was not read."""
 
     def __init__(self, size: int):

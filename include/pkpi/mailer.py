@@ -45,6 +45,7 @@ The warehouse lock is never held while talking to the mail server.
 from __future__ import annotations
 
 import fcntl
+import glob
 import hashlib
 import logging
 import os
@@ -64,10 +65,11 @@ from typing import Iterator
 
 import duckdb
 
+from .errors import PermanentError, PkpiError
 from .faults import checkpoint
-from .files import make_dir, open_secure, secure
+from .files import make_dir, open_secure, write_atomic
 from .settings import Settings, SmtpSettings
-from .warehouse import connect
+from .warehouse import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,6 @@ OUTBOX_STATUSES = ("written_to_outbox", "outbox")
 """Written to outbox/ only ('outbox' is how ledgers before 'written_to_outbox' spelled it)."""
 DONE_STATUSES = SENT_STATUSES + OUTBOX_STATUSES
 """Done when no SMTP server is configured (see :func:`done_statuses`)."""
-AIRFLOW_SMTP_CONN_ID = "smtp_default"
 
 # Worth another attempt: the server was unreachable, hung up, or answered 4xx ("try later").
 _RETRYABLE = (
@@ -91,8 +92,9 @@ _RETRYABLE = (
 )
 
 
-class MailerError(RuntimeError):
-    """A message could not be delivered; the message says what to check."""
+class MailerError(PkpiError, RuntimeError):
+    """A message could not be delivered; the message says what to check (transient or not
+    as its cause says: a mail server outage is retried, a refusal is not)."""
 
 
 class MailDeliveryError(MailerError):
@@ -103,7 +105,7 @@ class MailDeliveryError(MailerError):
     """
 
 
-class DeliveryUncertain(MailerError):
+class DeliveryUncertain(MailerError, PermanentError):
     """An earlier attempt may have reached the mail server: it is not resent automatically.
 
     Raised (without a cause: retrying does not settle it) until an engineer checks the mail
@@ -341,7 +343,8 @@ def _settle_abandoned(settings: Settings, con, entry: LedgerEntry) -> None:
         _set_status(con, entry.email_id, "written_to_outbox", str(outbox_file),
                     recipients_from=("pending",))
     else:
-        _tmp(outbox_file).unlink(missing_ok=True)
+        for stale in _temporaries(outbox_file):  # a half-written .eml of the dead process
+            stale.unlink(missing_ok=True)
         _set_status(con, entry.email_id, "failed",
                     "the sending process stopped before contacting the mail server: nothing was sent",
                     recipients_from=("pending",))
@@ -359,59 +362,66 @@ def _reserve(settings: Settings, *, kind: str, key: str, period: str | None, par
              only_failed: bool) -> _Reservation | DeliveryOutcome:
     """Settle abandoned attempts, then either answer from the ledger (a skipped outcome) or
     record a new 'sending' attempt: one write transaction under the warehouse lock."""
-    with connect(settings) as con:
-        con.execute("BEGIN TRANSACTION")
-        for entry in _entries(con, kind, key):
-            if entry.status == "sending":
-                _settle_abandoned(settings, con, entry)
-        entries = _entries(con, kind, key)
-        uncertain = _unresolved_uncertain(entries)
-        if uncertain is not None and not force:
-            con.execute("COMMIT")
-            raise DeliveryUncertain(_uncertain_message(uncertain), uncertain)
+    with connect(settings) as con, transaction(con):
+        answer = _reserve_in(settings, con, kind=kind, key=key, period=period, partner_code=partner_code,
+                             recipients=recipients, subject=subject, message_id=message_id, force=force,
+                             only_failed=only_failed)
+    if isinstance(answer, DeliveryUncertain):  # raised once the settled ledger is committed
+        raise answer
+    return answer
 
-        targets = recipients
-        if only_failed:
-            # Everyone the server has (or may have): never sent it twice.
-            have = {r.recipient.lower() for r in _recipient_entries(con, [e.email_id for e in entries])
-                    if r.status in ("accepted", "uncertain")}
-            targets = tuple(r for r in recipients if r.lower() not in have)
-            if not targets:
-                con.execute("COMMIT")
-                return DeliveryOutcome(
-                    "skipped", kind, key, recipients, subject, entries[-1].message_id if entries else message_id,
-                    entries[-1].email_id if entries else None,
-                    detail="the mail server has already accepted it for every recipient; nothing to retry",
-                )
-        elif not force:
-            done = [e for e in entries if e.status in done_statuses(settings)]
-            if done:
-                con.execute("COMMIT")
-                before = done[-1]
-                refused = tuple(r.recipient for r in _recipient_entries(con, [before.email_id])
-                                if r.status == "refused")
-                detail = f"already {before.status} on {before.created_at:%Y-%m-%d %H:%M} UTC (email {before.email_id})"
-                if refused:
-                    detail += (f"; {len(refused)} recipient(s) were refused: {', '.join(refused)}: send to "
-                               "them alone with --only-failed")
-                return DeliveryOutcome("skipped", kind, key, _split(before.recipients), before.subject,
-                                       before.message_id, before.email_id, detail=detail + "; use force to send again",
-                                       refused=refused)
 
-        email_id, created_at = uuid.uuid4().hex, _now()
-        con.execute(
-            """
-            INSERT INTO audit.emails (email_id, kind, idempotency_key, period, partner_code,
-              recipients, subject, message_id, status, attempts, detail, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', 0, ?, ?, ?)
-            """,
-            [email_id, kind, key, period, partner_code, ", ".join(targets), subject, message_id,
-             f"reserved by process {os.getpid()} on {socket.gethostname()}", created_at, created_at],
-        )
-        for address in targets:
-            con.execute("INSERT INTO audit.email_recipients VALUES (?, ?, 'pending', NULL, ?)",
-                        [email_id, address, created_at])
-        con.execute("COMMIT")
+def _reserve_in(settings: Settings, con, *, kind: str, key: str, period: str | None, partner_code: str | None,
+                recipients: tuple[str, ...], subject: str, message_id: str, force: bool,
+                only_failed: bool) -> "_Reservation | DeliveryOutcome | DeliveryUncertain":
+    """The body of :func:`_reserve`, inside its transaction (an uncertain attempt is returned)."""
+    for entry in _entries(con, kind, key):
+        if entry.status == "sending":
+            _settle_abandoned(settings, con, entry)
+    entries = _entries(con, kind, key)
+    uncertain = _unresolved_uncertain(entries)
+    if uncertain is not None and not force:
+        return DeliveryUncertain(_uncertain_message(uncertain), uncertain)
+
+    targets = recipients
+    if only_failed:
+        # Everyone the server has (or may have): never sent it twice.
+        have = {r.recipient.lower() for r in _recipient_entries(con, [e.email_id for e in entries])
+                if r.status in ("accepted", "uncertain")}
+        targets = tuple(r for r in recipients if r.lower() not in have)
+        if not targets:
+            return DeliveryOutcome(
+                "skipped", kind, key, recipients, subject, entries[-1].message_id if entries else message_id,
+                entries[-1].email_id if entries else None,
+                detail="the mail server has already accepted it for every recipient; nothing to retry",
+            )
+    elif not force:
+        done = [e for e in entries if e.status in done_statuses(settings)]
+        if done:
+            before = done[-1]
+            refused = tuple(r.recipient for r in _recipient_entries(con, [before.email_id])
+                            if r.status == "refused")
+            detail = f"already {before.status} on {before.created_at:%Y-%m-%d %H:%M} UTC (email {before.email_id})"
+            if refused:
+                detail += (f"; {len(refused)} recipient(s) were refused: {', '.join(refused)}: send to "
+                           "them alone with --only-failed")
+            return DeliveryOutcome("skipped", kind, key, _split(before.recipients), before.subject,
+                                   before.message_id, before.email_id, detail=detail + "; use force to send again",
+                                   refused=refused)
+
+    email_id, created_at = uuid.uuid4().hex, _now()
+    con.execute(
+        """
+        INSERT INTO audit.emails (email_id, kind, idempotency_key, period, partner_code,
+          recipients, subject, message_id, status, attempts, detail, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'sending', 0, ?, ?, ?)
+        """,
+        [email_id, kind, key, period, partner_code, ", ".join(targets), subject, message_id,
+         f"reserved by process {os.getpid()} on {socket.gethostname()}", created_at, created_at],
+    )
+    for address in targets:
+        con.execute("INSERT INTO audit.email_recipients VALUES (?, ?, 'pending', NULL, ?)",
+                    [email_id, address, created_at])
     return _Reservation(email_id, created_at, targets)
 
 
@@ -420,14 +430,12 @@ def mark_sent(settings: Settings, kind: str, idempotency_key: str) -> LedgerEntr
 
     Nothing is sent. Raises :class:`MailerError` when no attempt at (kind, key) is uncertain.
     """
-    with _key_lock(settings, kind, idempotency_key), connect(settings) as con:
-        con.execute("BEGIN TRANSACTION")
+    with _key_lock(settings, kind, idempotency_key), connect(settings) as con, transaction(con):
         for entry in _entries(con, kind, idempotency_key):
             if entry.status == "sending":
                 _settle_abandoned(settings, con, entry)
         uncertain = _unresolved_uncertain(_entries(con, kind, idempotency_key))
-        if uncertain is None:
-            con.execute("ROLLBACK")
+        if uncertain is None:  # rolled back by transaction(): nothing was changed
             raise MailerError(
                 f"No attempt at the {kind} email {idempotency_key!r} is uncertain, so there is nothing "
                 "to mark as sent: see audit.emails for what the ledger records."
@@ -435,7 +443,6 @@ def mark_sent(settings: Settings, kind: str, idempotency_key: str) -> LedgerEntr
         _set_status(con, uncertain.email_id, "sent",
                     f"{uncertain.detail}; confirmed accepted by an engineer (mark sent) on {_now():%Y-%m-%d %H:%M} UTC",
                     recipients_from=("uncertain", "pending"))
-        con.execute("COMMIT")
     return next(e for e in ledger_entries(settings, kind, idempotency_key) if e.email_id == uncertain.email_id)
 
 
@@ -576,8 +583,9 @@ def outbox_path(settings: Settings, kind: str, idempotency_key: str, when: datet
     return settings.outbox_dir / f"{when.strftime('%Y%m%dT%H%M%S%fZ')}-{kind}-{safe_key}.eml"
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")  # not *.eml: never mistaken for a written message
+def _temporaries(path: Path) -> list[Path]:
+    """Temporary files :func:`pkpi.files.write_atomic` may have left for ``path`` (never *.eml)."""
+    return list(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def deliver(
@@ -637,10 +645,8 @@ def deliver(
         status = ("uncertain" if result.uncertain else "failed" if result.error is not None
                   else "partly_refused" if result.refused else "sent")
         per_recipient = _per_recipient(targets, result)
-        with connect(settings) as con:
-            con.execute("BEGIN TRANSACTION")
+        with connect(settings) as con, transaction(con):
             _set_status(con, email_id, status, result.detail, attempts=result.attempts, recipients=per_recipient)
-            con.execute("COMMIT")
         checkpoint("delivery.recorded")
 
     where = f"{settings.smtp.host}:{settings.smtp.port}"
@@ -678,17 +684,12 @@ def _write_outbox(settings: Settings, message: EmailMessage, kind: str, key: str
     """No mail server: write the .eml (temporary name, then renamed whole) and record it."""
     path = outbox_path(settings, kind, key, reserved.created_at)
     make_dir(settings, path.parent)  # private: notices name partners' files and rules
-    tmp = _tmp(path)
     # The Bcc header stays in the .eml on purpose: the file shows who would receive it.
-    tmp.write_bytes(message.as_bytes())
-    secure(settings, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, message.as_bytes(), settings)
     checkpoint("delivery.outbox_written")
-    with connect(settings) as con:
-        con.execute("BEGIN TRANSACTION")
+    with connect(settings) as con, transaction(con):
         _set_status(con, reserved.email_id, "written_to_outbox", str(path), attempts=0,
                     recipients_from=("pending",))
-        con.execute("COMMIT")
     checkpoint("delivery.recorded")
     log.info("no SMTP host configured: %s email written to %s (not sent)", kind, path)
     return DeliveryOutcome("outbox", kind, key, reserved.recipients, subject, message_id,
@@ -732,6 +733,79 @@ def deliver_outbox(settings: Settings, kinds: tuple[str, ...] = OUTBOX_REDELIVER
     return outcomes
 
 
+def queue(con, message: EmailMessage, kind: str, idempotency_key: str, *, period: str | None = None,
+          partner_code: str | None = None, load_id: str | None = None) -> None:
+    """Record ``message`` in the outbox (``audit.outbox``) inside the caller's transaction.
+
+    This is how an outcome calls for a notice: the notice is committed with the outcome it
+    reports or not at all, and :func:`deliver_queued` hands it to :func:`deliver` afterwards. A
+    key already queued is left as it is (the same notice is never queued twice).
+    """
+    if kind not in KINDS:
+        raise MailerError(f"Unknown email kind {kind!r}: use one of {', '.join(KINDS)}.")
+    con.execute(
+        """INSERT INTO audit.outbox (kind, idempotency_key, period, partner_code, load_id, message, queued_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+        [kind, idempotency_key, period, partner_code, load_id, message.as_bytes(), _now()],
+    )
+
+
+@dataclass(frozen=True)
+class QueuedNotice:
+    kind: str
+    idempotency_key: str
+    period: str | None
+    partner_code: str | None
+    load_id: str | None
+    queued_at: datetime
+
+
+def queued(settings: Settings) -> list[QueuedNotice]:
+    """Notices recorded in the outbox and not yet delivered, oldest first."""
+    with connect(settings) as con:  # a writer: it makes the outbox table of an older warehouse
+        rows = con.execute(
+            """SELECT kind, idempotency_key, period, partner_code, load_id, queued_at FROM audit.outbox
+               WHERE delivered_at IS NULL ORDER BY queued_at, kind, idempotency_key""").fetchall()
+    return [QueuedNotice(*r) for r in rows]
+
+
+def deliver_queued(settings: Settings) -> list[DeliveryOutcome]:
+    """Deliver every notice waiting in the outbox, each exactly once; returns the outcomes.
+
+    Each goes through :func:`deliver` (the ledger makes a second delivery of a key a skip), then
+    its outbox row is marked delivered: a crash in between is resolved by the next call, which
+    finds the key done and only marks it. A notice the mail server could not take (or may have
+    taken: ``uncertain``) stays queued, is logged, and is tried again by the next call (an
+    uncertain one is not resent: see the module docstring). Without SMTP settings a delivery is
+    the .eml in outbox/, which counts as done here; a later run with SMTP sends it
+    (:func:`deliver_outbox`).
+    """
+    from email import policy
+    from email.parser import BytesParser
+
+    outcomes = []
+    for notice in queued(settings):
+        with connect(settings) as con:
+            (raw,) = con.execute("SELECT message FROM audit.outbox WHERE kind = ? AND idempotency_key = ?",
+                                 [notice.kind, notice.idempotency_key]).fetchone()
+        message = BytesParser(policy=policy.default).parsebytes(bytes(raw))
+        try:
+            outcome = deliver(settings, message, notice.kind, notice.idempotency_key,
+                              period=notice.period, partner_code=notice.partner_code)
+        except MailerError as exc:  # stays queued: the next run tries again (or reports it again)
+            log.warning("the %s notice %s stays in the outbox: %s", notice.kind, notice.idempotency_key, exc)
+            continue
+        checkpoint("outbox.delivered")
+        with connect(settings) as con:
+            con.execute(
+                "UPDATE audit.outbox SET delivered_at = ?, email_id = ?, detail = ? "
+                "WHERE kind = ? AND idempotency_key = ?",
+                [_now(), outcome.email_id, outcome.status if not outcome.detail else f"{outcome.status}: {outcome.detail}",
+                 notice.kind, notice.idempotency_key])
+        outcomes.append(outcome)
+    return outcomes
+
+
 def send_alert(settings: Settings, recipients: list[str], subject: str, body: str, idempotency_key: str) -> DeliveryOutcome:
     """A plain-text alert to the data engineers (kind 'alert')."""
     message = EmailMessage()
@@ -740,61 +814,3 @@ def send_alert(settings: Settings, recipients: list[str], subject: str, body: st
     message.set_content(body)
     return deliver(settings, message, kind="alert", idempotency_key=idempotency_key)
 
-
-# --- SMTP settings from Airflow ------------------------------------------------------------
-
-
-def smtp_settings_from_airflow(conn_id: str = AIRFLOW_SMTP_CONN_ID, base: SmtpSettings | None = None) -> SmtpSettings | None:
-    """SmtpSettings from an Airflow SMTP connection, or None when Airflow or the connection is absent.
-
-    Follows the SMTP provider's conventions: extras ``disable_ssl`` (SSL is on by default),
-    ``disable_tls`` (STARTTLS otherwise), ``from_email``, ``timeout`` and ``retry_limit``.
-    Airflow is imported here, not at module level, so the command line never needs it.
-    """
-    try:
-        from airflow.sdk import BaseHook
-    except Exception:  # noqa: BLE001 - Airflow is optional outside the scheduler
-        return None
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - AirflowNotFoundException, or no way to look it up
-        return None
-    if not conn.host:
-        return None
-    extra = conn.extra_dejson or {}
-    base = base or SmtpSettings()
-
-    def flag(name: str) -> bool:
-        value = extra.get(name, False)
-        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes", "on")
-
-    if not flag("disable_ssl"):
-        security = "ssl"
-    elif not flag("disable_tls"):
-        security = "starttls"
-    else:
-        security = "none"
-    default_port = {"none": 25, "starttls": 587, "ssl": 465}[security]
-    return SmtpSettings(
-        host=conn.host,
-        port=int(conn.port or default_port),
-        security=security,
-        user=conn.login or None,
-        password=conn.password or None,
-        sender=extra.get("from_email") or base.sender,
-        timeout_seconds=int(extra.get("timeout", base.timeout_seconds)),
-        retries=int(extra.get("retry_limit", base.retries)),
-        retry_delay_seconds=base.retry_delay_seconds,
-    )
-
-
-def with_airflow_smtp(settings: Settings, conn_id: str = AIRFLOW_SMTP_CONN_ID) -> Settings:
-    """Settings whose SMTP comes from Airflow's connection when PKPI_SMTP_HOST is not set.
-
-    The environment wins (one place to override everything); the Airflow connection is the
-    fallback under Airflow; without either, mail goes to the outbox.
-    """
-    if settings.smtp.configured:
-        return settings
-    smtp = smtp_settings_from_airflow(conn_id, base=settings.smtp)
-    return settings.with_overrides(smtp=smtp) if smtp else settings

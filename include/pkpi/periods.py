@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from .errors import UserError
+
 # ASCII digits only ([0-9], not \d, which also matches Arabic-Indic or full-width digits), and
 # always applied with fullmatch: a pattern's $ also matches before a final newline, so
 # "2019-11\n" would pass .match(). MONTH_RE is also the Airflow param's JSON-schema pattern.
@@ -14,7 +16,7 @@ MONTH_RE = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])$")
 FINANCIAL_YEAR_RE = re.compile(r"^([0-9]{4})-([0-9]{2})$")
 
 
-class PeriodError(ValueError):
+class PeriodError(UserError, ValueError):
     """A period string is not a valid month or financial year."""
 
 

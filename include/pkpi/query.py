@@ -36,8 +36,9 @@ from typing import Any, Iterator
 
 import duckdb
 
-from .build import (PUBLISHED_DB_NAME, PUBLISHED_SCHEMA, PUBLISHED_TABLES, WAREHOUSE_SCHEMA_ALIAS,
-                    published_database, published_path)
+from .publish import (PUBLISHED_DB_NAME, PUBLISHED_SCHEMA, PUBLISHED_TABLES, WAREHOUSE_SCHEMA_ALIAS,
+                      published_database, published_path)
+from .errors import UserError
 from .settings import Settings
 
 PUBLISHED_CATALOG = Path(PUBLISHED_DB_NAME).stem
@@ -61,7 +62,7 @@ ALLOWED = (
 """What is allowed, in words: the start of every refusal."""
 
 
-class QueryError(ValueError):
+class QueryError(UserError, ValueError):
     """The analyst's query was not answered; the message is one sentence saying why and what to do."""
 
 

@@ -27,6 +27,7 @@ from datetime import date, datetime
 from pathlib import Path
 from xml.parsers import expat
 
+from .errors import PermanentError
 from .settings import FileLimits
 
 # openpyxl parses through defusedxml when it is installed, which swaps the C XML parser for a
@@ -60,7 +61,7 @@ CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 
 
 @dataclass(frozen=True)
-class FileProblem(Exception):
+class FileProblem(PermanentError):
     """The file as a whole cannot be read; ``rule`` names the contract rule it breaks."""
 
     rule: str

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .contracts import load_contracts
+from .errors import PermanentError
 from .periods import PeriodError, parse_financial_year, parse_month
 from .settings import Settings
 
@@ -46,11 +47,11 @@ REFERENCE_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
-class ReferenceDataError(ValueError):
+class ReferenceDataError(PermanentError, ValueError):
     """A reference file is missing or malformed. The message names the file and row."""
 
 
-class UnknownPartnerError(KeyError):
+class UnknownPartnerError(PermanentError, KeyError):
     """A partner code that is not in partners.csv."""
 
     def __str__(self) -> str:  # KeyError would otherwise print the repr of its argument

@@ -26,6 +26,7 @@ from datetime import date, timedelta
 from email.message import EmailMessage
 
 from .contracts import get_contract
+from .errors import PkpiError
 from .periods import month_label, months_between, parse_period
 from .reference import Reference, load_reference
 from .settings import Settings
@@ -43,8 +44,9 @@ _DUE_SOON_STATES = ("not_yet_due", "rejected")
 _OVERDUE_STATES = ("missing", "rejected")
 
 
-class RemindersIncomplete(RuntimeError):
-    """Some reminders could not be sent; the others were. The first failure is the ``__cause__``."""
+class RemindersIncomplete(PkpiError, RuntimeError):
+    """Some reminders could not be sent; the others were. The first failure is the ``__cause__``
+    (and decides whether a retry can help)."""
 
     def __init__(self, outcomes: list["ReminderOutcome"], failures: list[tuple["Reminder", BaseException]]):
         self.outcomes = outcomes

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .files import UnsafePath, close_all, ingest_lock, open_dir_beneath, relative_parts
 from .settings import Settings
-from .warehouse import connect
+from .warehouse import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -264,33 +264,23 @@ def _delete(settings: Settings, place: _Place, names: list[str]) -> dict[str, tu
 
 def _record_intentions(con, deletions: list[Deletion]) -> None:
     now = _utc_now()  # when it happened, whatever moment the periods were measured to
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for d in deletions:
             con.execute(
                 "INSERT INTO audit.deletions (load_id, path, why, bytes, recorded_at, deleted_at, outcome, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [d.load_id, d.path, d.why, d.bytes, now, now if d.outcome else None, d.outcome, d.detail or None],
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _complete(con, deletions: list[Deletion]) -> None:
     now = _utc_now()
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         for d in deletions:
             con.execute(
                 "UPDATE audit.deletions SET deleted_at = ?, outcome = ?, detail = ? WHERE load_id = ? AND path = ?",
                 [now, d.outcome, d.detail or None, d.load_id, d.path],
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _plan(settings: Settings, due: _Due) -> list[Deletion]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from .errors import UserError
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The repository root (``include/pkpi`` sits two levels below it)."""
 
@@ -20,7 +22,7 @@ DEFAULT_QUIET_SECONDS = 60.0
 sensor looks every minute). The test suite sets it to 0 (tests/conftest.py)."""
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting in the environment has a value the platform cannot use."""
 
 

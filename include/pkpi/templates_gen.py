@@ -3,7 +3,8 @@
 ``pkpi templates DIR`` writes ``<return_type>.csv`` (the header row; as it is, a valid nil
 return) and ``<return_type>.xlsx`` (a sheet named after the return type with drop-down lists
 for every enumerated column, and a notes sheet describing each column) for every return type.
-``pkpi docs`` writes ``docs/returns/<return_type>.md`` from the same contracts.
+``pkpi docs`` writes ``docs/returns/<return_type>.md`` from the same contracts, and the table of
+return types in ``docs/returns/README.md`` (between :data:`INDEX_START` and :data:`INDEX_END`).
 """
 
 from __future__ import annotations
@@ -177,12 +178,36 @@ def identifier_rules(contract: Contract) -> list[str]:
     return rules
 
 
+INDEX_START = "<!-- The table of return types is generated from the contracts by `pkpi docs`. -->"
+INDEX_END = "<!-- End of the generated table. -->"
+
+
+def return_types_table() -> str:
+    """The partners' guide's table of return types: one row per contract, linking its page."""
+    lines = ["| return | who sends it | period | page |", "|---|---|---|---|"]
+    for c in load_contracts().values():
+        period = "month `YYYY-MM`" if c.period_kind == "month" else "financial year `YYYY-YY`"
+        lines.append(f"| `{c.return_type}` | {c.submitted_by} | {period} | [{c.return_type}]({c.return_type}.md) |")
+    return "\n".join(lines)
+
+
+def partner_index(text: str) -> str:
+    """``docs/returns/README.md`` with its table of return types replaced by the contracts' one."""
+    start, end = text.index(INDEX_START) + len(INDEX_START), text.index(INDEX_END)
+    return text[:start] + "\n" + return_types_table() + "\n" + text[end:]
+
+
 def write_partner_docs(folder: Path) -> list[Path]:
-    """Write one partner-facing markdown page per return type into ``folder``."""
+    """Write one partner-facing markdown page per return type into ``folder``, and the table of
+    return types in its README.md (when the README has the markers)."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for contract in load_contracts().values():
         path = folder / f"{contract.return_type}.md"
         path.write_text(contract_markdown(contract), encoding="utf-8")
         written.append(path)
+    index = folder / "README.md"
+    if index.is_file() and INDEX_START in (text := index.read_text(encoding="utf-8")):
+        index.write_text(partner_index(text), encoding="utf-8")
+        written.append(index)
     return written

@@ -19,6 +19,7 @@ from typing import Iterator
 import duckdb
 
 from .contracts import load_contracts
+from .errors import TransientError
 from .files import make_dir, open_secure, restrictive_umask, secure
 from .settings import Settings
 
@@ -97,6 +98,38 @@ AUDIT_DDL = (
       PRIMARY KEY (email_id, recipient)
     )
     """,
+    # A file's outcome is committed before its stored copy is renamed into place and before it
+    # leaves landing (pkpi.ingest): this row, written in the outcome's own transaction, says what
+    # is left to do, so the next run finishes it (a crash in between). Empty between runs.
+    """
+    CREATE TABLE IF NOT EXISTS audit.unsettled_loads (
+      load_id VARCHAR PRIMARY KEY,
+      staged_path VARCHAR NOT NULL,
+      placed_path VARCHAR NOT NULL,
+      landing_parts_hex VARCHAR NOT NULL,
+      removal VARCHAR NOT NULL,
+      checksum_sha256 VARCHAR,
+      landing_identity VARCHAR,
+      recorded_at TIMESTAMP NOT NULL
+    )
+    """,
+    # The outbox: every notice an outcome calls for, recorded in the outcome's transaction and
+    # delivered afterwards by pkpi.mailer.deliver_queued (exactly once per kind and key).
+    """
+    CREATE TABLE IF NOT EXISTS audit.outbox (
+      kind VARCHAR NOT NULL,
+      idempotency_key VARCHAR NOT NULL,
+      period VARCHAR,
+      partner_code VARCHAR,
+      load_id VARCHAR,
+      message BLOB NOT NULL,
+      queued_at TIMESTAMP NOT NULL,
+      delivered_at TIMESTAMP,
+      email_id VARCHAR,
+      detail VARCHAR,
+      PRIMARY KEY (kind, idempotency_key)
+    )
+    """,
 )
 
 LOAD_STATUSES = ("accepted", "rejected", "duplicate")
@@ -107,7 +140,7 @@ DELETION_OUTCOMES = ("deleted", "missing", "refused")
 """audit.deletions.outcome; NULL while a deletion is only intended (recorded, not yet done)."""
 
 
-class WarehouseBusy(RuntimeError):
+class WarehouseBusy(TransientError, RuntimeError):
     """Another process held the warehouse lock for longer than the configured timeout."""
 
 
@@ -156,6 +189,26 @@ def connect(settings: Settings, read_only: bool = False) -> Iterator[duckdb.Duck
                 con.close()
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK when the block fails, without ever hiding the real error.
+
+    After a failed statement (a full disk, a constraint) DuckDB may already have ended the
+    transaction; a ROLLBACK then fails with "no transaction is active", and that secondary error
+    must not replace the first. A failed COMMIT is rolled back the same way.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass  # nothing left to roll back: the original error is what matters
+        raise
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the raw and audit schemas and tables (idempotent)."""
     for ddl in AUDIT_DDL:
@@ -182,8 +235,7 @@ def _ensure_arrival_order(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchone()
     if done:
         return
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("ALTER TABLE audit.loads ADD COLUMN IF NOT EXISTS arrival_seq BIGINT")
         con.execute("""
             UPDATE audit.loads SET arrival_seq = o.n
@@ -193,10 +245,6 @@ def _ensure_arrival_order(con: duckdb.DuckDBPyConnection) -> None:
         (start,) = con.execute("SELECT coalesce(max(arrival_seq), 0) + 1 FROM audit.loads").fetchone()
         con.execute(f"CREATE SEQUENCE {ARRIVAL_SEQUENCE} START WITH {int(start)}")
         con.execute(f"ALTER TABLE audit.loads ALTER COLUMN arrival_seq SET DEFAULT nextval('{ARRIVAL_SEQUENCE}')")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def initialise(settings: Settings) -> Path:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from pkpi.disclosure import store_decisions
 from pkpi.periods import financial_year_label, months_between, parse_month, shift_month
 from pkpi.settings import Settings
 from pkpi.warehouse import connect
@@ -32,20 +33,22 @@ HIDDEN_JAR_PCT_TEXT = ("66.7", "66.67", "66.66")  # CDN_UNEXPECTED_JAR_PCT in PE
 MISSING_RETURN = ("training", "WNC", "West Northamptonshire Council")
 REJECTED_RETURN = ("training", "NNC", "North Northamptonshire Council")
 
-# (kpi_code, name, theme, unit, polarity, disclosive, definition)
+# (kpi_code, name, theme, unit, polarity, disclosive, definition), in display order
 CATALOGUE = [
-    ("CON_CONTACTS", "Contacts received", "contacts", "count", "neutral", False, "Contacts received by children's social care."),
-    ("CON_REFERRALS", "Referrals", "contacts", "count", "neutral", False, "Contacts with outcome referral."),
-    ("CON_CONVERSION_PCT", "Contacts converted to referral", "contacts", "percent", "higher_is_better", False, "Referrals as a percentage of contacts."),
-    ("CON_REREFERRAL_12M_PCT", "Re-referrals within 12 months", "contacts", "percent", "lower_is_better", False, "Referrals of a child referred in the previous 365 days."),
-    ("TRN_ELEARN_COMPLETION_PCT", "E-learning completion", "training", "percent", "higher_is_better", False, "Completions as a percentage of courses commenced."),
-    ("TRN_ATTENDANCES", "Training attendances", "training", "count", "higher_is_better", False, "Face-to-face and virtual attendances."),
-    ("CDN_NOTIFICATIONS", "Child death notifications", "child_deaths", "count", "neutral", True, "Child death notifications received."),
-    ("CDN_UNEXPECTED_JAR_PCT", "Unexpected deaths with a JAR within 72 hours", "child_deaths", "percent", "higher_is_better", True, "Unexpected deaths with a Joint Agency Response meeting within 72 hours."),
-    ("FIN_CONTRIBUTIONS_GBP", "Partner contributions", "finance", "gbp", "neutral", False, "Partner contributions other than grants."),
-    ("RET_ON_TIME_PCT", "Returns received on time", "return_compliance", "percent", "higher_is_better", False, "Expected returns accepted by their due date."),
+    ("CON_CONTACTS", "Contacts received", "Contacts", "count", "neutral", False, "Contacts received by children's social care."),
+    ("CON_REFERRALS", "Referrals", "Contacts", "count", "neutral", False, "Contacts with outcome referral."),
+    ("CON_CONVERSION_PCT", "Contacts converted to referral", "Contacts", "percent", "higher_is_better", False, "Referrals as a percentage of contacts."),
+    ("CON_REREFERRAL_12M_PCT", "Re-referrals within 12 months", "Contacts", "percent", "lower_is_better", False, "Referrals of a child referred in the previous 365 days."),
+    ("TRN_ELEARN_COMPLETION_PCT", "E-learning completion", "Training", "percent", "higher_is_better", False, "Completions as a percentage of courses commenced."),
+    ("TRN_ATTENDANCES", "Training attendances", "Training", "count", "higher_is_better", False, "Face-to-face and virtual attendances."),
+    ("CDN_NOTIFICATIONS", "Child death notifications", "Child deaths", "count", "neutral", True, "Child death notifications received."),
+    ("CDN_UNEXPECTED_JAR_PCT", "Unexpected deaths with a JAR within 72 hours", "Child deaths", "percent", "higher_is_better", True, "Unexpected deaths with a Joint Agency Response meeting within 72 hours."),
+    ("FIN_CONTRIBUTIONS_GBP", "Partner contributions", "Finance", "gbp", "neutral", False, "Partner contributions other than grants."),
+    ("RET_ON_TIME_PCT", "Returns received on time", "Return compliance", "percent", "higher_is_better", False, "Expected returns accepted by their due date."),
 ]
 NOT_ON_SCORECARD = {"CON_REFERRALS"}
+# dim_kpi.source: the return type a KPI is counted from, by its code's theme prefix.
+SOURCES = {"CON": "contacts", "TRN": "training", "CDN": "child_deaths", "FIN": "finance", "RET": "returns"}
 TARGETS = {  # kpi_code -> (target, amber_tolerance)
     "CON_CONVERSION_PCT": (24.0, 3.0),
     "CON_REREFERRAL_12M_PCT": (22.0, 2.0),
@@ -151,11 +154,13 @@ def build_mart(settings: Settings) -> Path:
             con.execute(f"DROP TABLE IF EXISTS mart.{table}")
         con.execute("""
             CREATE TABLE mart.dim_kpi (kpi_code VARCHAR PRIMARY KEY, name VARCHAR, theme VARCHAR,
-              unit VARCHAR, polarity VARCHAR, on_scorecard BOOLEAN, disclosive BOOLEAN, definition VARCHAR)
+              unit VARCHAR, polarity VARCHAR, on_scorecard BOOLEAN, disclosive BOOLEAN, definition VARCHAR,
+              source VARCHAR NOT NULL, display_order INTEGER NOT NULL UNIQUE)
         """)
         con.executemany(
-            "INSERT INTO mart.dim_kpi VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(c, n, t, u, p, c not in NOT_ON_SCORECARD, d, df) for c, n, t, u, p, d, df in CATALOGUE],
+            "INSERT INTO mart.dim_kpi VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(c, n, t, u, p, c not in NOT_ON_SCORECARD, d, df, SOURCES[c[:3]], 10 * (i + 1))
+             for i, (c, n, t, u, p, d, df) in enumerate(CATALOGUE)],
         )
         con.execute("CREATE TABLE mart.dim_month (month VARCHAR PRIMARY KEY, financial_year VARCHAR)")
         con.executemany(
@@ -225,6 +230,8 @@ def build_mart(settings: Settings) -> Path:
                     fytd.numerator if fytd else None, fytd.denominator if fytd else None, disclosive,
                 ))
         con.executemany(f"INSERT INTO mart.scorecard VALUES ({', '.join('?' * 20)})", rows)
+        # What `pkpi build` does once dbt has built the mart: the disclosure decisions, stored.
+        store_decisions(con, settings.disclosure_threshold)
     return settings.warehouse_path
 
 

@@ -1,13 +1,13 @@
-"""What the published interface (docs/dbt.md, docs/scorecard.md) says, written out independently of the code.
+"""What the published interface (docs/mart.md, docs/scorecard.md) says, written out independently of the code.
 
 The tests check the code against these lists, so they are deliberately not imported from pkpi
-(include/pkpi/scorecard.py keeps its own SCORECARD_COLUMNS and CATALOGUE_ORDER): a test that
+(include/pkpi/scorecard/model.py keeps its own SCORECARD_COLUMNS): a test that
 read the expectation from the code under test could not catch the two drifting.
 """
 
 from __future__ import annotations
 
-# docs/dbt.md, the KPI catalogue: every KPI of the catalogue.
+# docs/mart.md, the KPI catalogue: every KPI of the catalogue.
 CATALOGUE_KPIS = frozenset({
     "CON_CONTACTS", "CON_REFERRALS", "CON_CONVERSION_PCT", "CON_NFA_PCT", "CON_EARLY_HELP_PCT",
     "CON_REREFERRAL_12M_PCT", "CON_PER_10K", "TRN_ELEARN_COMMENCED", "TRN_ELEARN_COMPLETED",

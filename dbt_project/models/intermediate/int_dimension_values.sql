@@ -1,19 +1,19 @@
 -- Every value each breakdown can take, by source and grain, so a breakdown lists zeros rather
--- than leaving values out: the contract's enumerations (var('enums')), the course catalogue,
+-- than leaving values out: the contracts' enumerations (contracts()), the course catalogue,
 -- any course code found in the data but missing from courses.csv, and the return types (an
 -- annual return type only at the financial-year grain).
 
 with value_list as (
     {%- set rows = [] %}
-    {%- for rt, columns in var('enums').items() %}
-        {%- for column, values in columns.items() %}
+    {%- for rt, c in contracts().items() %}
+        {%- for column, values in c.enums.items() %}
             {%- for value in values %}
                 {%- do rows.append("('" ~ rt ~ "', '" ~ column ~ "', '" ~ value ~ "', " ~ loop.index ~ ", null)") %}
             {%- endfor %}
         {%- endfor %}
     {%- endfor %}
-    {%- for rt, grain in var('return_types').items() %}
-        {%- do rows.append("('returns', 'return_type', '" ~ rt ~ "', " ~ loop.index ~ ", " ~ ("'financial_year'" if grain == 'financial_year' else "null") ~ ")") %}
+    {%- for rt, c in contracts().items() %}
+        {%- do rows.append("('returns', 'return_type', '" ~ rt ~ "', " ~ loop.index ~ ", " ~ ("'financial_year'" if c.period_kind == 'financial_year' else "null") ~ ")") %}
     {%- endfor %}
     select *
     from (values

@@ -1,4 +1,4 @@
--- Child death KPIs (docs/dbt.md, the KPI catalogue), both grains, ALL and each submitting partner.
+-- Child death KPIs (docs/mart.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Notifications are placed by notification_date. Nil returns are normal here and read 0.
 
 with notifications as (

@@ -1,4 +1,4 @@
--- Contacts KPIs (docs/dbt.md, the KPI catalogue), both grains, ALL and each submitting partner.
+-- Contacts KPIs (docs/mart.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Contacts and referrals are placed by contact_date; the re-referral flag comes from
 -- int_referrals, whose look-back spans every loaded month.
 

@@ -1,4 +1,4 @@
--- Finance KPIs (docs/dbt.md, the KPI catalogue): financial-year grain only, ALL and each partner that
+-- Finance KPIs (docs/mart.md, the KPI catalogue): financial-year grain only, ALL and each partner that
 -- submitted a finance return for the year. grant is external income, not a contribution.
 
 with contributions as (

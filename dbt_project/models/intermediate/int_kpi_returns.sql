@@ -1,4 +1,4 @@
--- Return compliance KPIs (docs/dbt.md, the KPI catalogue). RET_ON_TIME_PCT: expected returns whose
+-- Return compliance KPIs (docs/mart.md, the KPI catalogue). RET_ON_TIME_PCT: expected returns whose
 -- latest accepted file arrived by the due date, over expected returns; a monthly return counts
 -- in its month and financial year, an annual return in its financial year only.
 -- RET_REJECTED: files the gate rejected for the period (every one, even if later replaced).
@@ -23,7 +23,7 @@ rejected_files as (
         end as financial_year
     from {{ ref('stg_loads') }} as l
     where l.load_status = 'rejected'
-      and l.return_type in {{ sql_list(var('return_types').keys()) }}
+      and l.return_type in {{ sql_list(return_types()) }}
 ),
 
 rejections as (

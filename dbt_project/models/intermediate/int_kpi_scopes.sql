@@ -26,11 +26,11 @@ data_scopes as (
     union
     select return_type as source, 'financial_year' as period_grain, financial_year as period, partner_code
     from latest
-    {%- for return_type, relation in [('contacts', 'int_contacts_current'), ('training', 'int_training_current'), ('child_deaths', 'int_child_deaths_current')] %}
+    {%- for return_type in return_types_placed_by_date() %}
     union
-    select '{{ return_type }}', 'month', month, partner_code from {{ ref(relation) }}
+    select '{{ return_type }}', 'month', month, partner_code from {{ ref('int_' ~ return_type ~ '_current') }}
     union
-    select '{{ return_type }}', 'financial_year', financial_year, partner_code from {{ ref(relation) }}
+    select '{{ return_type }}', 'financial_year', financial_year, partner_code from {{ ref('int_' ~ return_type ~ '_current') }}
     {%- endfor %}
 ),
 

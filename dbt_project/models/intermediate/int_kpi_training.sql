@@ -1,4 +1,4 @@
--- Training KPIs (docs/dbt.md, the KPI catalogue), both grains, ALL and each submitting partner.
+-- Training KPIs (docs/mart.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Events are placed by event_date.
 
 with events as (

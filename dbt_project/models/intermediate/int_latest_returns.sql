@@ -3,21 +3,20 @@
 -- stays in audit.loads. "Latest" is the file the platform took last (arrival_seq, a sequence
 -- in the load transaction), never the file's timestamp: a partner's tool can set a modification
 -- time in the past or the future, and received_at (the basis of on time) follows it.
-{%- set return_types = var('return_types') %}
 
 with accepted as (
     select *
     from {{ ref('stg_loads') }}
     where load_status = 'accepted'
-      and return_type in {{ sql_list(return_types.keys()) }}
+      and return_type in {{ sql_list(return_types()) }}
 ),
 
 typed as (
     select
         *,
         case return_type
-            {%- for rt, grain in return_types.items() %}
-            when '{{ rt }}' then '{{ grain }}'
+            {%- for rt, c in contracts().items() %}
+            when '{{ rt }}' then '{{ c.period_kind }}'
             {%- endfor %}
         end as period_grain
     from accepted

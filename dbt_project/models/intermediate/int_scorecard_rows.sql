@@ -1,7 +1,9 @@
 -- The rows of the monthly scorecard (docs/scorecard.md), before mart.scorecard adds the
--- disclosure flags (int_scorecard_disclosure): one row per reporting month and KPI with
+-- disclosure flags (pkpi build sets them, docs/mart.md): one row per reporting month and KPI with
 -- on_scorecard true, partnership level (ALL, total). Reporting months are the months of
--- dim_month that have any monthly KPI value.
+-- the spine (dim_month) that have any monthly KPI value. It reads what the mart tables are made
+-- of (int_kpi_values, the kpi_catalogue seed, int_month_spine, int_return_submissions), never
+-- the mart itself, so the layers stay in order.
 --   value            the month's value; a KPI with only a financial-year grain (finance) shows
 --                    the value for the month's financial year
 --   fytd_value       financial year to date, April to this month: counts and sums add up the
@@ -18,32 +20,32 @@
 --   provisional      any expected return for the month is missing or rejected
 
 with kpis as (
-    select * from {{ ref('dim_kpi') }} where on_scorecard
+    select * from {{ ref('kpi_catalogue') }} where on_scorecard
 ),
 
 months as (
     select m.month, m.financial_year, m.month_start
-    from {{ ref('dim_month') }} as m
+    from {{ ref('int_month_spine') }} as m
     where exists (
-        select 1 from {{ ref('kpi_values') }} as v
+        select 1 from {{ ref('int_kpi_values') }} as v
         where v.period_grain = 'month' and v.period = m.month and v.partner_code = 'ALL'
     )
 ),
 
 monthly as (
     select kpi_code, period, numerator, denominator, value
-    from {{ ref('kpi_values') }}
+    from {{ ref('int_kpi_values') }}
     where period_grain = 'month' and partner_code = 'ALL' and dimension = 'total'
 ),
 
 yearly as (
     select kpi_code, period, numerator, denominator, value
-    from {{ ref('kpi_values') }}
+    from {{ ref('int_kpi_values') }}
     where period_grain = 'financial_year' and partner_code = 'ALL' and dimension = 'total'
 ),
 
 spine as (
-    select month, financial_year, month_start from {{ ref('dim_month') }}
+    select month, financial_year, month_start from {{ ref('int_month_spine') }}
 ),
 
 -- The value a KPI shows for any month: its monthly value, or for a KPI reported only by
@@ -85,7 +87,7 @@ provisional_months as (
     select
         period as month,
         bool_or(status in ('missing', 'rejected')) as provisional
-    from {{ ref('fct_return_submissions') }}
+    from {{ ref('int_return_submissions') }}
     where period_grain = 'month'
     group by period
 ),
@@ -162,7 +164,7 @@ select
         else 'flat'
     end as trend,
     provisional,
-    -- Beyond section 5: what disclosure control and the scorecard renderer need.
+    -- Beyond docs/mart.md, section 5: what disclosure control and the scorecard renderer need.
     financial_year,
     value_grain,
     cast(numerator as double) as numerator,

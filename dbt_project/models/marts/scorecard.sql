@@ -1,7 +1,9 @@
 -- The monthly scorecard (docs/scorecard.md): one row per reporting month and KPI with
--- on_scorecard true, partnership level. The figures, RAG and trend are int_scorecard_rows';
+-- on_scorecard true, partnership level. The figures, RAG and trend are int_scorecard_rows'.
 -- suppressed and suppression_reason say which of them disclosure control hides wherever the
--- scorecard leaves the warehouse (int_scorecard_disclosure). The mart itself keeps every figure.
+-- scorecard leaves the warehouse: the decisions are made over the whole mart, so `pkpi build`
+-- sets them right after dbt has built it (pkpi.disclosure.stored, docs/mart.md), in the same
+-- transaction that stores mart.disclosure_decisions. The mart itself keeps every figure.
 
 select
     r.period,
@@ -18,9 +20,9 @@ select
     r.rag,
     r.trend,
     r.provisional,
-    coalesce(cast(d.suppressed as boolean), false) as suppressed,
-    -- Beyond section 5: what disclosure control and the scorecard renderer need.
-    cast(d.suppression_reason as varchar) as suppression_reason,
+    false as suppressed,
+    -- Beyond docs/mart.md, section 5: what disclosure control and the scorecard renderer need.
+    cast(null as varchar) as suppression_reason,
     r.financial_year,
     r.value_grain,
     r.numerator,
@@ -31,5 +33,3 @@ select
     r.disclosive,
     r.display_order
 from {{ ref('int_scorecard_rows') }} as r
-left join {{ ref('int_scorecard_disclosure') }} as d
-    on d.period = r.period and d.kpi_code = r.kpi_code

@@ -1,8 +1,8 @@
 {#- Fails for values outside the contract's enumeration for this return type and column
-    (var('enums'), which mirrors include/pkpi/contracts/*.yml). Blank values pass: whether a
+    (contracts(), from include/pkpi/contracts/*.yml). Blank values pass: whether a
     column may be blank is the gate's row rules' business. -#}
 {% test in_contract_enum(model, column_name, return_type) %}
-{%- set allowed = var('enums')[return_type][column_name] -%}
+{%- set allowed = contract(return_type).enums[column_name] -%}
 select {{ column_name }} as value, count(*) as occurrences
 from {{ model }}
 where {{ column_name }} is not null

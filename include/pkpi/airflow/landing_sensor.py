@@ -15,8 +15,9 @@ Airflow's deferral timeout alone: Airflow turns a deferral timeout into a failur
 as a safety net, a few minutes later, and does fail the task: that is what happens when the
 triggerer is not running, which the engineers need to hear about.
 
-Only the standard library, Airflow and :mod:`pkpi.landing` are imported: this module is
-loaded by the DAG processor and by the triggerer.
+The run's waiting time is :func:`pkpi.airflow.params.wait_for_run`. Only the standard library,
+Airflow, :mod:`pkpi.landing` and the package's params are imported: this module is loaded by the
+DAG processor and by the triggerer.
 """
 
 from __future__ import annotations
@@ -31,44 +32,16 @@ from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowSkipException
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from .landing import DEFAULT_ABANDONED_AFTER_HOURS, waiting_returns
-from .settings import Settings
+from ..landing import DEFAULT_ABANDONED_AFTER_HOURS, waiting_returns
+from ..settings import Settings
+from .params import MAX_WAIT_MINUTES, wait_for_run
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WAIT_MINUTES = 55
-"""How long an hourly run waits for a return: it ends before the next hour's run starts."""
-MAX_WAIT_MINUTES = 58
 POKE_INTERVAL_SECONDS = 60.0
 """How often the trigger looks at landing/ (one directory walk, milliseconds)."""
 DEFERRAL_GRACE = timedelta(minutes=5)
 """Airflow's own deferral timeout fires this long after the trigger's deadline (a dead triggerer)."""
-
-
-class WaitParamError(ValueError):
-    """The run's wait_minutes param is not a usable number of minutes."""
-
-
-def wait_for_run(params: Mapping[str, Any] | None) -> timedelta:
-    """How long this run waits for a return: the ``wait_minutes`` param (0 to 58), default 55.
-
-    0 means "look once and stop": useful when triggering the DAG by hand after dropping a file.
-    """
-    value = (params or {}).get("wait_minutes", DEFAULT_WAIT_MINUTES)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        value = DEFAULT_WAIT_MINUTES
-    try:
-        minutes = float(value)
-    except (TypeError, ValueError):
-        raise WaitParamError(
-            f"The run's wait_minutes param is {value!r}; give a number of minutes from 0 to {MAX_WAIT_MINUTES}."
-        ) from None
-    if isinstance(value, bool) or not 0 <= minutes <= MAX_WAIT_MINUTES:
-        raise WaitParamError(
-            f"The run's wait_minutes param is {value!r}; give a number of minutes from 0 to {MAX_WAIT_MINUTES} "
-            "(an hourly run must stop waiting before the next one starts)."
-        )
-    return timedelta(minutes=minutes)
 
 
 class ReturnsWaitingTrigger(BaseTrigger):

@@ -1,9 +1,12 @@
-"""Disclosure control: what a figure may show once it leaves the warehouse.
+"""The rules of disclosure control, stated once: what a figure may show once it leaves the warehouse.
 
 The mart keeps every figure exactly; disclosure control is applied on the way out (scorecard
-files, charts, email, published exports). For KPIs marked disclosive (all child death KPIs, and
-any breakdown of contacts by sex or ethnicity), with the threshold ``t``
-(``settings.disclosure_threshold``, default 5):
+files, charts, email, published exports). Which figures it applies to is
+:func:`is_disclosive`: every KPI the catalogue marks disclosive, every child death KPI
+(:data:`DISCLOSIVE_KPI_PREFIXES`, even if its catalogue row were mislabelled) and any breakdown
+by sex or ethnicity (:data:`DISCLOSIVE_DIMENSIONS`), whatever the KPI. The dbt project marks
+``mart.kpi_values.disclosive`` by the same rule, which :func:`dbt_var` hands it on every build.
+With the threshold ``t`` (``settings.disclosure_threshold``, default 5):
 
 - a count from 1 to t-1 is shown as ``<t``;
 - a percentage or rate whose numerator or denominator is from 1 to t-1 is not shown (``[c]``),
@@ -17,7 +20,8 @@ any breakdown of contacts by sex or ethnicity), with the threshold ``t``
 A percentage's numerator and denominator are counts of categories that other figures publish too
 (the under-1 numerator is two age bands of the notifications; the JAR denominator is the
 unexpected deaths): :data:`KPI_LINKS` says, once per KPI, which counts each figure is made of,
-so that :mod:`pkpi.publishing` suppresses them together.
+so that the decisions over the whole mart (:mod:`pkpi.disclosure.decisions`) suppress them
+together.
 
 Every hidden figure carries a :class:`Reason`, which the outputs turn into a footnote. A hidden
 figure's ``value`` is ``None``: renderers only ever see :class:`Figure` objects, so the number
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Hashable, Mapping
 
-from .settings import Settings
+from ..settings import Settings
 
 HIDDEN_PERCENT_TEXT = "[c]"  # the GSS symbol for "confidential"
 MISSING_TEXT = "–"
@@ -120,6 +124,17 @@ def is_disclosive(kpi_code: str, marked_disclosive: bool, dimension: str = "tota
         or kpi_code.upper().startswith(DISCLOSIVE_KPI_PREFIXES)
         or dimension in DISCLOSIVE_DIMENSIONS
     )
+
+
+def dbt_var() -> dict:
+    """The dbt var ``disclosive`` that ``pkpi build`` passes: :func:`is_disclosive`'s rule, for
+    the macro ``is_disclosive`` that marks ``mart.kpi_values.disclosive`` (never a second copy)."""
+    return {
+        "disclosive": {
+            "dimensions": sorted(DISCLOSIVE_DIMENSIONS),
+            "kpi_prefixes": [p.upper() for p in DISCLOSIVE_KPI_PREFIXES],
+        }
+    }
 
 
 @dataclass(frozen=True)

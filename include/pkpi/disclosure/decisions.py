@@ -1,18 +1,20 @@
-"""Disclosure control of the published copy of the mart.
+"""The decisions of disclosure control over the whole mart: which figures leave it hidden, and why.
 
-The mart keeps every figure exactly; ``published/kpi_mart.duckdb`` and its Parquet files leave
-the warehouse, so :func:`apply_disclosure_control` runs the rules of :mod:`pkpi.disclosure` over
-the copy before it is renamed into place (docs/scorecard.md):
+The rules for one figure are :mod:`pkpi.disclosure.rules`; this module applies them to every
+figure of the mart at once, because figures are differenced against each other. :func:`decide`
+reads kpi_values, dim_kpi, dim_month and the scorecard rows (:data:`DECISION_TABLES`) and returns
+:class:`Decisions`, changing nothing. ``pkpi build`` makes them once per build, right after dbt
+(:mod:`pkpi.disclosure.stored`); the published copy, ``mart.scorecard.suppressed`` and every
+scorecard file and email take them from there (docs/mart.md, disclosure control):
 
 - cells: every figure is made of counts of categories ("cells"), linked once per KPI in
-  :data:`pkpi.disclosure.KPI_LINKS`: a percentage's numerator and denominator are the same cells
-  as the breakdown rows they count (the under-1 numerator is two age bands, the JAR denominator
-  the unexpected deaths), and a nested percentage implies a third cell, denominator minus
-  numerator. The relations between cells (a breakdown adds up to its total, the partners to ALL,
-  the months to their financial year, a numerator and its rest to the denominator) are what a
-  reader can difference;
-- primary: in a disclosive row (:func:`pkpi.disclosure.is_disclosive`: a KPI the catalogue
-  marks disclosive, every child death KPI, any breakdown by sex or ethnicity) a count from 1 to
+  :data:`pkpi.disclosure.rules.KPI_LINKS`: a percentage's numerator and denominator are the same
+  cells as the breakdown rows they count (the under-1 numerator is two age bands, the JAR
+  denominator the unexpected deaths), and a nested percentage implies a third cell, denominator
+  minus numerator. The relations between cells (a breakdown adds up to its total, the partners
+  to ALL, the months to their financial year, a numerator and its rest to the denominator) are
+  what a reader can difference;
+- primary: in a disclosive row (:func:`pkpi.disclosure.rules.is_disclosive`) a count from 1 to
   threshold-1 is hidden, and so is a ratio whose numerator, denominator or (nested) rest is;
 - complementary: wherever a relation's total is published and a part that must stay unknown is
   hidden, more parts are hidden (the smallest first) until at least two are and they add up to
@@ -28,20 +30,10 @@ the copy before it is renamed into place (docs/scorecard.md):
 - the scorecard hides its figures where the matching kpi_values row is hidden, and a year to
   date (count or percentage) whenever any month it adds up is hidden (consecutive year-to-date
   figures would otherwise give that month away); a hidden value's RAG reads grey, and its trend
-  n/a, since both would hint at the number.
+  n/a, since both would hint at the number (:mod:`pkpi.disclosure.applied`).
 
-A hidden figure's numerator, denominator and value are set to null, ``suppressed`` is true and
-``suppression_reason`` says why (small_count, small_base or complement), so a reader can tell a
-hidden figure from a missing one. A scorecard row is ``suppressed`` when any of its figures (value,
-fytd_value, previous_month_value, same_month_last_year_value) is hidden; its
-``suppression_reason`` names each one ("value: small_count; fytd_value: complement").
-
-:func:`decide` makes the same decisions over an in-memory copy without changing anything. The
-dbt model ``int_scorecard_disclosure`` uses it at build time, so ``mart.scorecard.suppressed``
-says which figures leave the warehouse hidden while the mart keeps them; :mod:`pkpi.scorecard`
-uses it so that the scorecard files and email hide what the published copy hides, decided over
-every month and year at once (decided one scorecard at a time, a month hidden in one email could
-be worked out from the year-to-date figures of the next).
+Decided one scorecard at a time, a month hidden in one email could be worked out from the
+year-to-date figures of the next: hence one set of decisions over every month and year.
 """
 
 from __future__ import annotations
@@ -52,38 +44,96 @@ from typing import Mapping
 
 import duckdb
 
-from .disclosure import COUNT_UNITS, KPI_LINKS, Count, DisclosureControl, Reason, _number, is_disclosive, link_of
-from .periods import shift_month
+from ..periods import shift_month
+from .rules import COUNT_UNITS, KPI_LINKS, Count, DisclosureControl, Reason, _number, is_disclosive, link_of
 
 Key = tuple[str, str, str, str, str, str]  # kpi_code, period_grain, period, partner_code, dimension, dimension_value
 
 _MAX_ROUNDS = 50
 
+# The columns disclosure control reads from each mart table.
+DECISION_TABLES = {
+    "kpi_values": ("kpi_code", "period_grain", "period", "partner_code", "dimension", "dimension_value",
+                   "numerator", "denominator", "value", "disclosive"),
+    "dim_kpi": ("kpi_code", "unit", "disclosive"),
+    "dim_month": ("month", "financial_year"),
+    "scorecard": ("period", "kpi_code", "unit", "value_grain", "financial_year", "fytd_value",
+                  "fytd_numerator", "fytd_denominator", "disclosive"),
+}
 
-def apply_disclosure_control(con: duckdb.DuckDBPyConnection, schema: str, threshold: int) -> int:
-    """Hide disclosive small numbers in ``schema.kpi_values`` and ``schema.scorecard``.
+SCORECARD_FIGURES = ("value", "previous_month_value", "same_month_last_year_value", "fytd_value")
+"""The figures of a scorecard row that disclosure control may hide, in the order
+``suppression_reason`` names them."""
 
-    ``con`` is the connection to the publication being written (never the warehouse). Returns
-    how many figures were hidden.
+
+@dataclass(frozen=True)
+class Decisions:
+    """What disclosure control hides, worked out over the whole mart (nothing is changed).
+
+    ``kpi_values`` maps each hidden kpi_values row (:data:`Key`) to its reason; ``scorecard``
+    maps each scorecard row (period, kpi_code) with a hidden figure to {column: reason}, in the
+    order of :data:`SCORECARD_FIGURES`; ``disclosive`` lists the kpi_values rows disclosure
+    control applies to (every hidden row is one of them).
     """
-    # The very decisions the scorecards and mart.scorecard.suppressed use (pkpi build has usually
-    # just made them, in int_scorecard_disclosure, over the same tables).
-    decisions = decide(
+
+    threshold: int
+    kpi_values: dict[Key, Reason]
+    scorecard: dict[tuple[str, str], dict[str, Reason]]
+    disclosive: tuple[Key, ...] = ()
+
+    def kpi(self, kpi_code: str, grain: str, period: str, dimension: str = "total",
+            dimension_value: str = "total") -> Reason | None:
+        """Why a partnership-level (ALL) kpi_values figure is hidden; None when it is shown."""
+        return self.kpi_values.get((kpi_code, grain, period, "ALL", dimension, dimension_value))
+
+    def row(self, period: str, kpi_code: str) -> dict[str, Reason]:
+        """The hidden figures of one scorecard row and why ({} when all are shown)."""
+        return self.scorecard.get((period, kpi_code), {})
+
+    @property
+    def hidden_figures(self) -> int:
+        """How many figures are hidden: kpi_values rows plus scorecard figures."""
+        return len(self.kpi_values) + sum(len(r) for r in self.scorecard.values())
+
+
+def decide(tables: Mapping[str, object], threshold: int) -> Decisions:
+    """Run disclosure control over copies of ``tables`` (kpi_values, dim_kpi, dim_month and
+    scorecard with at least the columns of :data:`DECISION_TABLES`, each a pandas DataFrame or
+    anything DuckDB can scan) in a private in-memory database, and return what it hides.
+
+    The audit behind the decisions takes seconds over a real mart: ``pkpi build`` runs it once
+    and stores the result (:func:`pkpi.disclosure.stored.store_decisions`).
+    """
+    control = DisclosureControl(threshold)
+    scratch = duckdb.connect()
+    try:
+        scratch.execute("create schema controlled")
+        for name in DECISION_TABLES:
+            scratch.register("incoming", tables[name])
+            scratch.execute(f"create table controlled.{name} as select * from incoming")
+            scratch.unregister("incoming")
+        hidden, disclosive = _control_kpi_values(scratch, "controlled", control)
+        return Decisions(threshold, hidden, _scorecard_reasons(scratch, "controlled", control, hidden),
+                         tuple(disclosive))
+    finally:
+        scratch.close()
+
+
+def decide_over(con: duckdb.DuckDBPyConnection, schema: str, threshold: int) -> Decisions:
+    """:func:`decide` over the tables of ``schema`` that ``con`` can read (nothing is changed)."""
+    return decide(
         {name: con.execute(f"select {', '.join(columns)} from {schema}.{name}").df()
          for name, columns in DECISION_TABLES.items()},
         threshold,
     )
-    con.execute(f"alter table {schema}.kpi_values add column if not exists suppressed boolean default false")
-    con.execute(f"alter table {schema}.kpi_values add column if not exists suppression_reason varchar")
-    con.execute(f"update {schema}.kpi_values set suppressed = false, suppression_reason = null")
-    _mark_disclosive(con, schema, list(decisions.disclosive))
-    if decisions.kpi_values:
-        _mark_hidden(con, schema, decisions.kpi_values)
-    hidden_in_scorecard = _control_scorecard(con, schema, decisions.scorecard)
-    return len(decisions.kpi_values) + hidden_in_scorecard
 
 
-# --- kpi_values ---------------------------------------------------------------------------------
+def reason_text(reasons: Mapping[str, Reason]) -> str:
+    """suppression_reason of a scorecard row: "value: small_count; fytd_value: complement"."""
+    return "; ".join(f"{column}: {reason.value}" for column, reason in reasons.items())
+
+
+# --- which kpi_values rows are hidden -------------------------------------------------------------
 
 
 def _control_kpi_values(con, schema: str, control: DisclosureControl) -> tuple[dict[Key, Reason], list[Key]]:
@@ -110,28 +160,6 @@ def _control_kpi_values(con, schema: str, control: DisclosureControl) -> tuple[d
             disclosive.append(key)
         model.add_row(key, unit, numerator, denominator, value, is_it)
     return model.decide(), disclosive
-
-
-def _mark_disclosive(con, schema: str, keys: list[Key]) -> None:
-    """Set kpi_values.disclosive to exactly the rows disclosure control treated as disclosive."""
-    con.execute(f"update {schema}.kpi_values set disclosive = false")
-    if not keys:
-        return
-    con.execute(
-        "create temporary table disclosive_figures (kpi_code varchar, period_grain varchar, period varchar, "
-        "partner_code varchar, dimension varchar, dimension_value varchar)"
-    )
-    con.executemany("insert into disclosive_figures values (?, ?, ?, ?, ?, ?)", keys)
-    con.execute(
-        f"""
-        update {schema}.kpi_values as v set disclosive = true
-        from disclosive_figures as d
-        where v.kpi_code = d.kpi_code and v.period_grain = d.period_grain and v.period = d.period
-          and v.partner_code = d.partner_code and v.dimension = d.dimension
-          and v.dimension_value = d.dimension_value
-        """
-    )
-    con.execute("drop table disclosive_figures")
 
 
 # --- the counts behind the published figures, and how they add up ---------------------------
@@ -604,62 +632,9 @@ def _exposed(cells, relations, known_cells, value, labelled, targets, threshold)
             yield target
 
 
-def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
-    con.execute(
-        "create temporary table hidden_figures (kpi_code varchar, period_grain varchar, period varchar, "
-        "partner_code varchar, dimension varchar, dimension_value varchar, reason varchar)"
-    )
-    con.executemany(
-        "insert into hidden_figures values (?, ?, ?, ?, ?, ?, ?)",
-        [(*key, reason.value) for key, reason in hidden.items()],
-    )
-    con.execute(
-        f"""
-        update {schema}.kpi_values as v
-        set numerator = null, denominator = null, value = null,
-            suppressed = true, suppression_reason = h.reason
-        from hidden_figures as h
-        where v.kpi_code = h.kpi_code and v.period_grain = h.period_grain and v.period = h.period
-          and v.partner_code = h.partner_code and v.dimension = h.dimension
-          and v.dimension_value = h.dimension_value
-        """
-    )
-    con.execute("drop table hidden_figures")
 
 
-# --- scorecard ----------------------------------------------------------------------------------
-
-
-def _control_scorecard(con, schema: str, decided: dict[tuple[str, str], dict[str, Reason]]) -> int:
-    # mart.scorecard already carries both (int_scorecard_disclosure makes the same decisions at
-    # build time); they are set again here, with this publication's threshold.
-    con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean default false")
-    con.execute(f"alter table {schema}.scorecard add column if not exists suppression_reason varchar")
-    con.execute(f"update {schema}.scorecard set suppressed = false, suppression_reason = null")
-    value_grains = dict(con.execute(f"select distinct kpi_code, value_grain from {schema}.scorecard").fetchall())
-    for (period, kpi), reasons in decided.items():
-        sets = [f"{column} = null" for column in reasons] + ["suppressed = true"]
-        if "value" in reasons:
-            # The RAG rating and trend would tell the hidden value's neighbourhood.
-            sets += ["numerator = null", "denominator = null", "rag = 'grey'"]
-        # Trend compares the value with the previous month, or for a KPI reported only by
-        # financial year, with the year before (same_month_last_year_value).
-        compared_with = "previous_month_value" if value_grains.get(kpi) == "month" else "same_month_last_year_value"
-        if "value" in reasons or compared_with in reasons:
-            sets.append("trend = 'n/a'")
-        if "fytd_value" in reasons:
-            sets += ["fytd_numerator = null", "fytd_denominator = null"]
-        con.execute(
-            f"update {schema}.scorecard set {', '.join(sets)}, suppression_reason = ? "
-            "where period = ? and kpi_code = ?",
-            [reason_text(reasons), period, kpi],
-        )
-    return sum(len(r) for r in decided.values())
-
-
-def reason_text(reasons: Mapping[str, Reason]) -> str:
-    """suppression_reason of a scorecard row: "value: small_count; fytd_value: complement"."""
-    return "; ".join(f"{column}: {reason.value}" for column, reason in reasons.items())
+# --- which scorecard figures are hidden ----------------------------------------------------------
 
 
 def _scorecard_reasons(con, schema: str, control: DisclosureControl,
@@ -722,103 +697,3 @@ def _scorecard_reasons(con, schema: str, control: DisclosureControl,
             out[(period, kpi)] = reasons
     return out
 
-
-# --- the same decisions, without a publication ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Decisions:
-    """What disclosure control hides, worked out over a copy of the mart (nothing is changed).
-
-    ``kpi_values`` maps each hidden kpi_values row (:data:`Key`) to its reason; ``scorecard``
-    maps each scorecard row (period, kpi_code) with a hidden figure to {column: reason}. The
-    scorecard files and mart.scorecard.suppressed use these so that they hide exactly what the
-    published copy hides, across every month and year rather than one scorecard at a time.
-    """
-
-    threshold: int
-    kpi_values: dict[Key, Reason]
-    scorecard: dict[tuple[str, str], dict[str, Reason]]
-    disclosive: tuple[Key, ...] = ()  # the kpi_values rows disclosure control applies to
-
-    def kpi(self, kpi_code: str, grain: str, period: str, dimension: str = "total",
-            dimension_value: str = "total") -> Reason | None:
-        """Why a partnership-level (ALL) kpi_values figure is hidden; None when it is shown."""
-        return self.kpi_values.get((kpi_code, grain, period, "ALL", dimension, dimension_value))
-
-    def row(self, period: str, kpi_code: str) -> dict[str, Reason]:
-        return self.scorecard.get((period, kpi_code), {})
-
-
-# The columns disclosure control reads from each mart table.
-DECISION_TABLES = {
-    "kpi_values": ("kpi_code", "period_grain", "period", "partner_code", "dimension", "dimension_value",
-                   "numerator", "denominator", "value", "disclosive"),
-    "dim_kpi": ("kpi_code", "unit", "disclosive"),
-    "dim_month": ("month", "financial_year"),
-    "scorecard": ("period", "kpi_code", "unit", "value_grain", "financial_year", "fytd_value",
-                  "fytd_numerator", "fytd_denominator", "disclosive"),
-}
-
-
-def decide(tables: Mapping[str, object], threshold: int) -> Decisions:
-    """Run disclosure control over copies of ``tables`` (kpi_values, dim_kpi, dim_month and
-    scorecard, each a pandas DataFrame or anything DuckDB can scan) in a private in-memory
-    database, and return what it hides.
-
-    The decisions depend only on the tables' contents, and the audit behind them takes seconds,
-    so the last few are kept: a month's scorecard after another over the same mart reuses them.
-    """
-    key = _content_key(tables, threshold)
-    if key is not None and key in _DECIDED:
-        return _DECIDED[key]
-    decisions = _decide(tables, threshold)
-    if key is not None:
-        _DECIDED[key] = decisions
-        while len(_DECIDED) > 4:
-            _DECIDED.pop(next(iter(_DECIDED)))
-    return decisions
-
-
-_DECIDED: dict[tuple, "Decisions"] = {}
-
-
-def _content_key(tables: Mapping[str, object], threshold: int) -> tuple | None:
-    """A key that changes whenever any table's contents do (None when they are not DataFrames)."""
-    import pandas as pd
-
-    parts: list = [threshold]
-    for name in DECISION_TABLES:
-        table = tables[name]
-        if not isinstance(table, pd.DataFrame):
-            return None
-        hashed = pd.util.hash_pandas_object(table, index=False)
-        parts.append((name, tuple(table.columns), len(table), int(hashed.sum()), int((hashed * 31).sum() % (2**61 - 1))))
-    return tuple(parts)
-
-
-def _decide(tables: Mapping[str, object], threshold: int) -> Decisions:
-    control = DisclosureControl(threshold)
-    scratch = duckdb.connect()
-    try:
-        scratch.execute("create schema controlled")
-        for name in DECISION_TABLES:
-            scratch.register("incoming", tables[name])
-            scratch.execute(f"create table controlled.{name} as select * from incoming")
-            scratch.unregister("incoming")
-        hidden, disclosive = _control_kpi_values(scratch, "controlled", control)
-        return Decisions(threshold, hidden, _scorecard_reasons(scratch, "controlled", control, hidden),
-                         tuple(disclosive))
-    finally:
-        scratch.close()
-
-
-def decide_from_mart(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart") -> Decisions:
-    """:func:`decide` over the mart tables a connection can read (the warehouse, read-only)."""
-    return decide(
-        {
-            name: con.execute(f"select {', '.join(columns)} from {schema}.{name}").df()
-            for name, columns in DECISION_TABLES.items()
-        },
-        threshold,
-    )

@@ -16,7 +16,6 @@ import math
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -24,10 +23,9 @@ matplotlib.use("Agg")  # before pyplot: servers and Airflow workers have no disp
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
 
-from .disclosure import Figure, format_value  # noqa: E402
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .scorecard import ChildDeathYear, Scorecard, ScorecardRow
+from ..disclosure import Figure, format_value  # noqa: E402
+from ..files import write_atomic  # noqa: E402
+from .model import ChildDeathYear, Scorecard, ScorecardRow  # noqa: E402
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 LINE_COLOUR = "#0072B2"
@@ -87,13 +85,10 @@ def _save(fig, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
-    # Imported here to keep the one atomic writer in scorecard.py.
-    from .scorecard import write_atomic
-
     write_atomic(path, buf.getvalue())
 
 
-def _notes_text(scorecard: "Scorecard", hidden: list[tuple[str, Figure]], missing: list[str]) -> str:
+def _notes_text(scorecard: Scorecard, hidden: list[tuple[str, Figure]], missing: list[str]) -> str:
     """Which points are not shown (with their note numbers) and which have no figure."""
     lines = []
     by_note: dict[int, list[str]] = {}
@@ -127,7 +122,7 @@ def _footer(fig, hidden: bool, missing: bool) -> float:
     return 0.07
 
 
-def trend_chart(scorecard: "Scorecard", row: "ScorecardRow", path: Path) -> ChartFile:
+def trend_chart(scorecard: Scorecard, row: ScorecardRow, path: Path) -> ChartFile:
     """The KPI over 13 months (or five financial years for annual KPIs); hidden points omitted.
 
     A hidden point is not plotted: its month is shaded instead, so the gap is explained
@@ -197,7 +192,7 @@ def trend_chart(scorecard: "Scorecard", row: "ScorecardRow", path: Path) -> Char
     )
 
 
-def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ...], path: Path) -> ChartFile:
+def child_deaths_chart(scorecard: Scorecard, years: tuple[ChildDeathYear, ...], path: Path) -> ChartFile:
     """Child death notifications by financial year over five years, stacked by death type.
 
     A year whose split is withheld shows its total only (when that may be shown), as a hatched
@@ -254,7 +249,7 @@ def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ..
     fig.tight_layout(pad=0.6)
     _save(fig, path)
 
-    def describe(year: "ChildDeathYear") -> str:
+    def describe(year: ChildDeathYear) -> str:
         if year.split_shown:
             return f"{year.label}: " + ", ".join(
                 f"{DEATH_TYPE_LABELS[t].lower()} {f.text}" for t, f in year.parts.items()
@@ -281,7 +276,7 @@ def child_deaths_chart(scorecard: "Scorecard", years: tuple["ChildDeathYear", ..
     )
 
 
-def draw_scorecard_charts(scorecard: "Scorecard", directory: Path) -> list[ChartFile]:
+def draw_scorecard_charts(scorecard: Scorecard, directory: Path) -> list[ChartFile]:
     """Draw every chart for the scorecard into ``directory``; stale charts there are removed."""
     directory.mkdir(parents=True, exist_ok=True)
     out = [trend_chart(scorecard, row, directory / f"trend-{row.kpi_code.lower()}.png") for row in scorecard.rows]

@@ -33,8 +33,8 @@ from typing import Any
 
 from airflow.sdk import Asset
 
-from .contracts import return_types
-from .settings import Settings
+from ..contracts import return_types
+from ..settings import Settings
 
 ASSET_GROUP = "pkpi"
 RAW_URI = "duckdb://warehouse/raw/{return_type}"
@@ -99,7 +99,7 @@ def raw_table_changes(settings: Settings, since: datetime, until: datetime | Non
     """
     if not settings.warehouse_path.exists():
         return {}
-    from .warehouse import connect  # DuckDB: imported only when a task runs
+    from ..warehouse import connect  # DuckDB: imported only when a task runs
 
     sql = (
         "SELECT return_type, count(*), coalesce(sum(row_count), 0), count(*) FILTER (WHERE is_nil), "

@@ -1,0 +1,19 @@
+"""The names an Airflow deployment of pkpi knows: DAG ids, the owner, the writer pool, the clock.
+
+A leaf module (no pkpi imports) so that every other module of the package can use it.
+"""
+
+from __future__ import annotations
+
+MONTHLY_DAG_ID = "partnership_monthly"
+INGEST_DAG_ID = "partner_returns_ingest"
+MART_DAG_ID = "partnership_mart_build"
+REMINDERS_DAG_ID = "partner_return_reminders"
+RETENTION_DAG_ID = "partner_returns_retention"
+
+OWNER = "partnership-data-team"
+TIMEZONE = "Europe/London"
+"""The partnership's clock: the schedules run on it and months begin and end on it."""
+WRITER_POOL = "duckdb_writer"
+"""One-slot Airflow pool: DuckDB allows one writing process, so writer tasks queue here."""
+WRITER_POOL_DESCRIPTION = "DuckDB warehouse writers (ingest, build, delivery ledger): one at a time"

@@ -1,0 +1,213 @@
+"""The body of every DAG task: each reads what it needs from the Airflow context, calls one stage
+function of pkpi (the same one the command line calls), logs what happened, and returns a small
+summary for XCom. Counts, partner codes, periods and file names only: never a row's values.
+
+Stage modules are imported inside the functions, so parsing a DAG file never loads DuckDB, dbt
+or pandas. Each DAG's tasks log under ``pkpi.dags.<dag_id>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+from ..settings import Settings
+from .assets import MART_ASSET, RAW_ASSETS, raw_table_changes
+from .names import INGEST_DAG_ID, MART_DAG_ID, MONTHLY_DAG_ID, REMINDERS_DAG_ID, RETENTION_DAG_ID
+from .params import period_for_run, resolve_period, retention_moment, run_date, run_day, send_for_run, should_force
+from .smtp import with_airflow_smtp
+
+
+def _log(dag_id: str) -> logging.Logger:
+    return logging.getLogger(f"pkpi.dags.{dag_id}")
+
+
+def task_settings() -> Settings:
+    """The settings a task runs with: the environment, plus Airflow's ``smtp_default``
+    connection for mail when no ``PKPI_SMTP_HOST`` is set (see :mod:`pkpi.airflow.smtp`).
+
+    Every task calls it first, so it is also the tasks' entry point for file modes: it sets the
+    task process's umask and tightens the data folder (pkpi.files.secure_entry_point).
+    """
+    from ..files import secure_entry_point
+
+    settings = with_airflow_smtp(Settings.from_env())
+    secure_entry_point(settings)
+    return settings
+
+
+def rejected_files(report: Any, log: logging.Logger) -> list[dict[str, Any]]:
+    """Each file an ingest rejected, logged as a warning: its return, partner, period and name,
+    never its contents. ``report`` is a :class:`pkpi.ingest.IngestReport`."""
+    fields = ("return_type", "partner_code", "period", "file_name", "status")
+    rejected = [{name: getattr(o, name) for name in fields} for o in report.rejected]
+    for item in rejected:
+        log.warning(
+            "Rejected %(file_name)s (%(return_type)s, %(partner_code)s, %(period)s): "
+            "its errors file and report are in quarantine/.",
+            item,
+        )
+    return rejected
+
+
+# --- partnership_monthly ------------------------------------------------------------------------
+
+
+def monthly_ingest() -> dict[str, Any]:
+    """Validate and load every return waiting in landing/; rejections are reported, not raised."""
+    from ..ingest import ingest_landing
+
+    log = _log(MONTHLY_DAG_ID)
+    report = ingest_landing(task_settings())
+    rejected = rejected_files(report, log)
+    log.info("Ingest: %s.", report.summary())
+    return {"accepted": len(report.accepted), "rejected": rejected}
+
+
+def monthly_build(context: Mapping[str, Any]) -> str:
+    """Build and test the KPI mart with dbt, including the run's reporting month; returns it."""
+    from ..build import build_mart
+
+    period = period_for_run(context)
+    # Passing the period puts the month in the mart even before its returns arrive,
+    # so the scorecard can show them as missing.
+    result = build_mart(task_settings(), period=period)
+    _log(MONTHLY_DAG_ID).info("%s", result)
+    return period
+
+
+def monthly_scorecard(period: str) -> str:
+    """Render the reporting month's scorecard files into exports/<period>/; returns the month."""
+    from ..scorecard import produce_scorecard
+
+    output = produce_scorecard(task_settings(), period)
+    _log(MONTHLY_DAG_ID).info(
+        "Scorecard for %s written to %s%s.",
+        period,
+        output.directory,
+        " (provisional: a return is missing or rejected)" if output.provisional else "",
+    )
+    return period
+
+
+def monthly_deliver(context: Mapping[str, Any], period: str) -> str:
+    """Email the scorecard (or write it to outbox/) unless this run should not send (skipped)."""
+    if not send_for_run(context):
+        run_type = context["dag_run"].run_type
+        raise AirflowSkipException(
+            f"Not sending the {period} scorecard: the send param is "
+            f"{context['params'].get('send')!r} for a {getattr(run_type, 'value', run_type)} run."
+        )
+    from ..delivery import deliver_scorecard
+
+    result = deliver_scorecard(task_settings(), period, force=should_force(context["params"]))
+    _log(MONTHLY_DAG_ID).info("%s", result)
+    return result.status
+
+
+# --- partner_returns_ingest ---------------------------------------------------------------------
+
+
+def ingest_returns() -> dict[str, Any]:
+    """The hourly ingest: like :func:`monthly_ingest`, and also returns the duplicates and the
+    return types whose raw tables changed."""
+    from ..ingest import ingest_landing
+
+    log = _log(INGEST_DAG_ID)
+    report = ingest_landing(task_settings())
+    log.info("Ingest: %s.", report.summary())
+    return {
+        "accepted": len(report.accepted),
+        "rejected": rejected_files(report, log),
+        "duplicates": len(report.duplicates),
+        "changed_return_types": sorted(report.changed_return_types),
+    }
+
+
+def announce_raw_table(context: Mapping[str, Any], return_type: str) -> dict[str, Any]:
+    """Emit ``raw.<return_type>``'s asset event if this run accepted a return of that type, with
+    what changed as its extra; otherwise skip, which withholds the event."""
+    # Runs after ingest succeeded *or failed* (ONE_DONE): what was committed counts either way.
+    change = raw_table_changes(task_settings(), since=context["dag_run"].start_date).get(return_type)
+    if change is None:
+        raise AirflowSkipException(
+            f"No {return_type} return was accepted in this run: raw.{return_type} is unchanged."
+        )
+    context["outlet_events"][RAW_ASSETS[return_type]].extra = change.as_event_extra()
+    _log(INGEST_DAG_ID).info("%s.", change)
+    return change.as_event_extra()
+
+
+# --- partnership_mart_build ---------------------------------------------------------------------
+
+
+def build_mart(context: Mapping[str, Any]) -> dict[str, int]:
+    """Build and test the KPI mart (without publishing) and put the node counts on the ``mart``
+    asset event; returns the counts."""
+    from ..build import build_mart as build
+
+    # The monthly cycle's reporting month for a run on this date: present even before
+    # any of its returns arrive, so they show as missing once due.
+    period = resolve_period(run_date(context), {})
+    full_refresh = bool(context["params"].get("full_refresh"))
+    result = build(task_settings(), period=period, full_refresh=full_refresh, publish_after=False)
+    _log(MART_DAG_ID).info("%s", result)
+    summary = {kind: result.count(kind) for kind in ("seed", "model", "test", "unit_test")}
+    context["outlet_events"][MART_ASSET].extra = {**summary, "seconds": round(result.seconds, 1)}
+    return summary
+
+
+def publish_mart() -> dict[str, Any]:
+    """Rewrite the disclosure-controlled published copy of the mart."""
+    from ..publish import publish
+
+    published = publish(task_settings())
+    _log(MART_DAG_ID).info("%s", published)
+    return {"row_counts": published.row_counts, "suppressed_figures": published.suppressed_figures}
+
+
+# --- partner_return_reminders -------------------------------------------------------------------
+
+
+def send_reminders(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Email today's due-soon and overdue reminders (each once); with ``send`` off, list them and
+    skip."""
+    from .. import reminders
+
+    log = _log(REMINDERS_DAG_ID)
+    today = run_day(context)
+    settings = task_settings()
+    if not send_for_run(context):
+        due = reminders.due_reminders(settings, today)
+        for reminder in due:
+            log.info("Would remind: %s", reminder)
+        raise AirflowSkipException(
+            f"Not sending reminders for {today}: the send param is {context['params'].get('send')!r} "
+            f"for this run. {len(due)} reminder(s) would have been due (listed above)."
+        )
+    outcomes = reminders.send_reminders(settings, today)
+    log.info("Reminders for %s: %s.", today, reminders.summarise(outcomes))
+    return {"day": today.isoformat(), "outcomes": [str(o) for o in outcomes]}
+
+
+# --- partner_returns_retention ------------------------------------------------------------------
+
+
+def apply_retention(context: Mapping[str, Any]) -> dict[str, Any]:
+    """Delete (and record) every original file whose retention period has ended by the run's
+    date (never later than now)."""
+    from .. import retention
+
+    log = _log(RETENTION_DAG_ID)
+    report = retention.apply_retention(task_settings(), now=retention_moment(context))
+    for deletion in report.refused:
+        log.warning("Refused: %s", deletion)
+    log.info("%s", report.summary())
+    return {
+        "deleted": len(report.deleted),
+        "bytes": sum(d.bytes or 0 for d in report.deleted),
+        "refused": [str(d) for d in report.refused],
+        "loads": len(report.loads),
+    }

@@ -1,0 +1,116 @@
+"""Hide the decided figures in a copy of the mart's tables (the published copy).
+
+:func:`apply_decisions` takes :class:`~pkpi.disclosure.decisions.Decisions` (normally those
+``pkpi build`` stored, :mod:`pkpi.disclosure.stored`) and applies them to ``schema.kpi_values``
+and ``schema.scorecard`` of a publication being written, never the warehouse: a hidden figure's
+numerator, denominator and value are set to null, ``suppressed`` is true and
+``suppression_reason`` says why (small_count, small_base or complement), so a reader can tell a
+hidden figure from a missing one. A scorecard row is ``suppressed`` when any of its figures
+(value, fytd_value, previous_month_value, same_month_last_year_value) is hidden; its
+``suppression_reason`` names each one ("value: small_count; fytd_value: complement"), and a
+hidden value's RAG reads grey and its trend n/a, since both would hint at the number.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .decisions import Decisions, Key, decide_over, reason_text
+from .rules import Reason
+
+
+def apply_decisions(con: duckdb.DuckDBPyConnection, schema: str, decisions: Decisions) -> int:
+    """Hide what ``decisions`` hide in ``schema.kpi_values`` and ``schema.scorecard``, and set
+    ``kpi_values.disclosive`` to the rows disclosure control applies to. ``con`` is the
+    connection to the publication being written (never the warehouse). Returns how many
+    figures were hidden."""
+    con.execute(f"alter table {schema}.kpi_values add column if not exists suppressed boolean default false")
+    con.execute(f"alter table {schema}.kpi_values add column if not exists suppression_reason varchar")
+    con.execute(f"update {schema}.kpi_values set suppressed = false, suppression_reason = null")
+    _mark_disclosive(con, schema, list(decisions.disclosive))
+    if decisions.kpi_values:
+        _mark_hidden(con, schema, decisions.kpi_values)
+    _control_scorecard(con, schema, decisions.scorecard)
+    return decisions.hidden_figures
+
+
+def apply_disclosure_control(con: duckdb.DuckDBPyConnection, schema: str, threshold: int) -> int:
+    """Decide over ``schema``'s own tables (:func:`~pkpi.disclosure.decisions.decide_over`) and
+    apply the decisions there: for tables that no build has decided (tests, a hand-made copy).
+    Returns how many figures were hidden."""
+    return apply_decisions(con, schema, decide_over(con, schema, threshold))
+
+
+def _mark_disclosive(con, schema: str, keys: list[Key]) -> None:
+    """Set kpi_values.disclosive to exactly the rows disclosure control treated as disclosive."""
+    con.execute(f"update {schema}.kpi_values set disclosive = false")
+    if not keys:
+        return
+    con.execute(
+        "create temporary table disclosive_figures (kpi_code varchar, period_grain varchar, period varchar, "
+        "partner_code varchar, dimension varchar, dimension_value varchar)"
+    )
+    con.executemany("insert into disclosive_figures values (?, ?, ?, ?, ?, ?)", keys)
+    con.execute(
+        f"""
+        update {schema}.kpi_values as v set disclosive = true
+        from disclosive_figures as d
+        where v.kpi_code = d.kpi_code and v.period_grain = d.period_grain and v.period = d.period
+          and v.partner_code = d.partner_code and v.dimension = d.dimension
+          and v.dimension_value = d.dimension_value
+        """
+    )
+    con.execute("drop table disclosive_figures")
+
+
+def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
+    con.execute(
+        "create temporary table hidden_figures (kpi_code varchar, period_grain varchar, period varchar, "
+        "partner_code varchar, dimension varchar, dimension_value varchar, reason varchar)"
+    )
+    con.executemany(
+        "insert into hidden_figures values (?, ?, ?, ?, ?, ?, ?)",
+        [(*key, reason.value) for key, reason in hidden.items()],
+    )
+    con.execute(
+        f"""
+        update {schema}.kpi_values as v
+        set numerator = null, denominator = null, value = null,
+            suppressed = true, suppression_reason = h.reason
+        from hidden_figures as h
+        where v.kpi_code = h.kpi_code and v.period_grain = h.period_grain and v.period = h.period
+          and v.partner_code = h.partner_code and v.dimension = h.dimension
+          and v.dimension_value = h.dimension_value
+        """
+    )
+    con.execute("drop table hidden_figures")
+
+
+# --- scorecard ----------------------------------------------------------------------------------
+
+
+def _control_scorecard(con, schema: str, decided: dict[tuple[str, str], dict[str, Reason]]) -> int:
+    # mart.scorecard carries both already (pkpi build stored them); set again from the decisions.
+    con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean default false")
+    con.execute(f"alter table {schema}.scorecard add column if not exists suppression_reason varchar")
+    con.execute(f"update {schema}.scorecard set suppressed = false, suppression_reason = null")
+    value_grains = dict(con.execute(f"select distinct kpi_code, value_grain from {schema}.scorecard").fetchall())
+    for (period, kpi), reasons in decided.items():
+        sets = [f"{column} = null" for column in reasons] + ["suppressed = true"]
+        if "value" in reasons:
+            # The RAG rating and trend would tell the hidden value's neighbourhood.
+            sets += ["numerator = null", "denominator = null", "rag = 'grey'"]
+        # Trend compares the value with the previous month, or for a KPI reported only by
+        # financial year, with the year before (same_month_last_year_value).
+        compared_with = "previous_month_value" if value_grains.get(kpi) == "month" else "same_month_last_year_value"
+        if "value" in reasons or compared_with in reasons:
+            sets.append("trend = 'n/a'")
+        if "fytd_value" in reasons:
+            sets += ["fytd_numerator = null", "fytd_denominator = null"]
+        con.execute(
+            f"update {schema}.scorecard set {', '.join(sets)}, suppression_reason = ? "
+            "where period = ? and kpi_code = ?",
+            [reason_text(reasons), period, kpi],
+        )
+    return sum(len(r) for r in decided.values())
+

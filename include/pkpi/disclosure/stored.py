@@ -1,0 +1,208 @@
+"""The decisions of one build, stored in the warehouse: made once, read by every output.
+
+``pkpi build`` (:func:`pkpi.build.build_mart`) calls :func:`store_decisions` right after dbt has
+built the mart, still under the warehouse's exclusive lock: the decisions over the whole mart
+(:func:`pkpi.disclosure.decisions.decide`, seconds of integer audits) are made once and written
+in one short transaction, together with ``mart.scorecard.suppressed`` and
+``suppression_reason``:
+
+- ``mart.disclosure_decisions``: one row per kpi_values row disclosure control applies to
+  (``decided_for = 'kpi_values'``, ``figure`` null: the row is shown or hidden whole), and one
+  per hidden scorecard figure (``decided_for = 'scorecard'``, ``figure`` value, fytd_value,
+  previous_month_value or same_month_last_year_value, keyed by the month and KPI); with
+  ``suppressed`` and ``suppression_reason`` (small_count, small_base or complement);
+- ``mart.disclosure_decisions_made``: one row: the threshold, a fingerprint of the tables the
+  decisions were made over, when, and how long they took.
+
+The published copy (:mod:`pkpi.publish`) and every scorecard file and email
+(:mod:`pkpi.scorecard`) read them with :func:`load_decisions`, which refuses (saying to run
+``pkpi build``) when there are none (a mart built by an older version), when they were made with
+another threshold, or when the mart has changed since (a build stopped between dbt and this
+step, or dbt run by hand): nothing recomputes them silently, so every output hides the same
+figures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import duckdb
+import pandas as pd
+
+from ..errors import PermanentError
+from ..warehouse import transaction
+from .decisions import DECISION_TABLES, SCORECARD_FIGURES, Decisions, decide_over, reason_text
+from .rules import Reason
+
+log = logging.getLogger(__name__)
+
+DECISIONS_TABLE = "disclosure_decisions"
+MADE_TABLE = "disclosure_decisions_made"
+_KEY = ("kpi_code", "period_grain", "period", "partner_code", "dimension", "dimension_value")
+
+
+class DecisionsNotStored(PermanentError, RuntimeError):
+    """The warehouse holds no usable disclosure decisions for the mart as it is: run `pkpi build`."""
+
+
+class DecisionsForAnotherThreshold(DecisionsNotStored):
+    """The stored decisions were made with another threshold than the settings' one."""
+
+    def __init__(self, message: str, stored: int, wanted: int):
+        super().__init__(message)
+        self.stored = stored
+        self.wanted = wanted
+
+
+def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart") -> Decisions:
+    """Decide over the mart in ``schema`` and store the decisions (module docstring), in one
+    transaction. ``con`` is a writable connection to the warehouse, whose exclusive lock the
+    caller holds. Returns the decisions."""
+    started = time.monotonic()
+    decisions = decide_over(con, schema, threshold)
+    fingerprint = mart_fingerprint(con, schema)
+    seconds = time.monotonic() - started
+    rows = pd.DataFrame(
+        [("kpi_values", *key, None, key in decisions.kpi_values,
+          decisions.kpi_values[key].value if key in decisions.kpi_values else None)
+         for key in decisions.disclosive]
+        + [("scorecard", kpi, "month", period, "ALL", "total", "total", figure, True, reason.value)
+           for (period, kpi), reasons in decisions.scorecard.items() for figure, reason in reasons.items()],
+        columns=["decided_for", *_KEY, "figure", "suppressed", "suppression_reason"],
+        dtype="object",
+    )
+    flags = pd.DataFrame(
+        [(period, kpi, reason_text(reasons)) for (period, kpi), reasons in decisions.scorecard.items()],
+        columns=["period", "kpi_code", "suppression_reason"],
+        dtype="object",
+    )
+    con.register("decided_rows", rows)
+    con.register("decided_flags", flags)
+    try:
+        with transaction(con):
+            con.execute(
+                f"""
+                create or replace table {schema}.{DECISIONS_TABLE} (
+                    decided_for varchar not null, kpi_code varchar not null, period_grain varchar not null,
+                    period varchar not null, partner_code varchar not null, dimension varchar not null,
+                    dimension_value varchar not null, figure varchar, suppressed boolean not null,
+                    suppression_reason varchar)
+                """
+            )
+            con.execute(
+                f"insert into {schema}.{DECISIONS_TABLE} select "
+                + ", ".join(f"cast({c} as varchar)" for c in ("decided_for", *_KEY, "figure"))
+                + ", cast(suppressed as boolean), cast(suppression_reason as varchar) from decided_rows"
+            )
+            con.execute(
+                f"""
+                create or replace table {schema}.{MADE_TABLE} as
+                select cast(? as integer) as threshold, cast(? as varchar) as mart_fingerprint,
+                       cast(current_timestamp as timestamp) as decided_at, cast(? as double) as seconds,
+                       cast(? as integer) as hidden_figures
+                """,
+                [threshold, fingerprint, seconds, decisions.hidden_figures],
+            )
+            # The mart keeps every figure; its scorecard says which ones leave it hidden.
+            con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean")
+            con.execute(f"alter table {schema}.scorecard add column if not exists suppression_reason varchar")
+            con.execute(f"update {schema}.scorecard set suppressed = false, suppression_reason = null")
+            con.execute(
+                f"""
+                update {schema}.scorecard as s
+                set suppressed = true, suppression_reason = cast(f.suppression_reason as varchar)
+                from decided_flags as f
+                where s.period = cast(f.period as varchar) and s.kpi_code = cast(f.kpi_code as varchar)
+                """
+            )
+    finally:
+        con.unregister("decided_rows")
+        con.unregister("decided_flags")
+    log.info("Disclosure decisions made over the mart in %.1fs: %d figure(s) hidden at threshold %d",
+             seconds, decisions.hidden_figures, threshold)
+    return decisions
+
+
+def load_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart") -> Decisions:
+    """The decisions the last ``pkpi build`` stored for the mart in ``schema`` (``mart``, or
+    ``<catalog>.mart`` for an attached warehouse).
+
+    Raises :class:`DecisionsNotStored` (:class:`DecisionsForAnotherThreshold` when only the
+    threshold differs) rather than deciding again: see the module docstring.
+    """
+    catalog, _, bare = schema.rpartition(".")
+    if not all(_has_table(con, catalog, bare, t) for t in (DECISIONS_TABLE, MADE_TABLE)):
+        raise DecisionsNotStored(
+            "The KPI mart has no stored disclosure decisions: it was built by an older version of "
+            "pkpi, or its last build stopped before they were made. Run `pkpi build`, then try again."
+        )
+    made = con.execute(f"select threshold, mart_fingerprint from {schema}.{MADE_TABLE}").fetchall()
+    if len(made) != 1:
+        raise DecisionsNotStored(
+            f"The KPI mart's {MADE_TABLE} table should hold one row and holds {len(made)}: "
+            "run `pkpi build` to make the disclosure decisions again."
+        )
+    stored_threshold, fingerprint = made[0]
+    if stored_threshold != threshold:
+        raise DecisionsForAnotherThreshold(
+            f"The KPI mart's disclosure decisions were made with threshold {stored_threshold}, but "
+            f"PKPI_DISCLOSURE_THRESHOLD is {threshold}: run `pkpi build` so that the mart, the "
+            "published copy and every scorecard follow the new threshold.",
+            stored_threshold, threshold,
+        )
+    if fingerprint != mart_fingerprint(con, schema):
+        raise DecisionsNotStored(
+            "The KPI mart has changed since its disclosure decisions were made (a build stopped "
+            "before it finished, or dbt was run by hand): run `pkpi build`, then try again."
+        )
+    kpi_values: dict = {}
+    disclosive = []
+    scorecard: dict = {}
+    rows = con.execute(
+        f"select decided_for, {', '.join(_KEY)}, figure, suppressed, suppression_reason "
+        f"from {schema}.{DECISIONS_TABLE}"
+    ).fetchall()
+    for decided_for, *rest in rows:
+        key, (figure, suppressed, reason) = tuple(rest[:6]), rest[6:]
+        if decided_for == "kpi_values":
+            disclosive.append(key)
+            if suppressed:
+                kpi_values[key] = Reason(reason)
+        else:
+            scorecard.setdefault((key[2], key[0]), {})[figure] = Reason(reason)
+    # suppression_reason names a row's figures in one order, whatever the order of storage.
+    scorecard = {k: {f: r[f] for f in SCORECARD_FIGURES if f in r} for k, r in sorted(scorecard.items())}
+    # dbt rebuilds mart.scorecard with nothing flagged: flags that disagree with the decisions
+    # mean a build stopped between dbt and storing them, over figures that happen to be the same.
+    flagged = {(period, kpi): reason for period, kpi, reason in con.execute(
+        f"select period, kpi_code, suppression_reason from {schema}.scorecard where suppressed"
+    ).fetchall()}
+    if flagged != {k: reason_text(r) for k, r in scorecard.items()}:
+        raise DecisionsNotStored(
+            "The KPI mart's scorecard flags do not match its stored disclosure decisions (a build "
+            "stopped before it finished): run `pkpi build`, then try again."
+        )
+    return Decisions(threshold, kpi_values, scorecard, tuple(sorted(disclosive)))
+
+
+def mart_fingerprint(con: duckdb.DuckDBPyConnection, schema: str = "mart") -> str:
+    """A digest of exactly what the decisions are made from (the columns of
+    :data:`~pkpi.disclosure.decisions.DECISION_TABLES`): it changes whenever any of those
+    values do, whatever the order of the rows."""
+    parts = []
+    for name, columns in DECISION_TABLES.items():
+        count, total = con.execute(
+            f"select count(*), coalesce(sum(hash({', '.join(columns)})), 0) from {schema}.{name}"
+        ).fetchall()[0]
+        parts.append(f"{name}:{count}:{total}")
+    return hashlib.sha256(";".join(parts).encode()).hexdigest()
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, catalog: str, schema: str, table: str) -> bool:
+    return bool(con.execute(
+        "select count(*) from duckdb_tables() where schema_name = ? and table_name = ?"
+        + (" and database_name = ?" if catalog else ""),
+        [schema, table, *([catalog] if catalog else [])],
+    ).fetchall()[0][0])
