@@ -15,17 +15,21 @@ export NO_COLOR := 1
 export GX_ANALYTICS_ENABLED := False
 DEMO_LOGICAL_DATE ?= 2026-04-20
 
-.PHONY: setup demo test soak lock docs clean airflow-init screenshots
+.PHONY: setup demo test soak bench lock docs clean airflow-init screenshots
 setup: $(VENV)/.installed
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode is compiled once here, for the locked packages and for the project's own modules (an
+# editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE set every command would
+# compile them again at start-up).
 $(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
 	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	$(BIN)/python -m compileall -q include dags
 	touch $@
 
 # Re-resolve the pinned versions after changing dependencies in pyproject.toml.
@@ -57,6 +61,12 @@ test: setup
 SOAK_ITERATIONS ?= 300
 soak: setup
 	PKPI_SOAK_ITERATIONS=$(SOAK_ITERATIONS) $(BIN)/python -m pytest tests/test_crash_random.py -m soak -p no:cacheprovider -q
+
+# The national-scale benchmark (issue 13; benchmarks/README.md): minutes, on a quiet machine.
+# Never part of `make test`. BENCH_ARGS="--partnerships 10 --gate-rows 50000" for a quick look.
+BENCH_ARGS ?=
+bench: setup
+	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)
 
 docs: setup
 	$(BIN)/pkpi docs

@@ -30,8 +30,9 @@ import pytest
 
 from pkpi.settings import Settings
 from support.catalogue import CONTACTS, REFERENCE, RETURNS, REDROP, ReturnFile, received, write_reference
-from support.crash import PkpiProcesses, assert_crash_safe, copy_data, drop, pkpi_env
+from support.crash import assert_crash_safe, copy_data, drop, pkpi_env
 from support.returns import CONTACT_PARTNERS, MONTH, csv_bytes, make_reference, table
+from support.crash import processes  # noqa: F401 - fixtures
 from support.smtp import running_smtp_server, smtp_server  # noqa: F401 - fixture
 
 PERIOD = "2025-04"
@@ -48,12 +49,6 @@ m3,K32,2025-05-03,police,6,female,white,perhaps,
 ]
 QUERY = "select count(*) as n from kpi_values"
 
-
-@pytest.fixture(scope="module")
-def processes():
-    started = PkpiProcesses()
-    yield started
-    started.close()
 
 
 def test_two_ingests_at_once_give_each_file_one_outcome(processes, tmp_path, smtp_server):

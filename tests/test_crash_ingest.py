@@ -21,9 +21,10 @@ import pytest
 
 from pkpi.settings import Settings
 from support.crash import (
-    CRASHED, Dropped, PkpiProcesses, assert_crash_safe, copy_data, drop, drop_link, pkpi_env,
+    CRASHED, Dropped, assert_crash_safe, copy_data, drop, drop_link, pkpi_env,
 )
-from support.returns import CONTACT_PARTNERS, FINANCIAL_YEAR, MONTH, csv_bytes, make_reference, table
+from support.returns import CONTACT_PARTNERS, FINANCIAL_YEAR, MONTH, csv_bytes, table
+from support.crash import processes, reference  # noqa: F401 - fixtures
 from support.smtp import smtp_server  # noqa: F401 - fixture
 
 STEPS = ("ingest.staged", "ingest.committed", "ingest.placed", "ingest.left_landing", "ingest.settled",
@@ -39,16 +40,6 @@ GOOD = csv_bytes(table("contacts"))
 BAD = csv_bytes(table("contacts", {(2, "sex"): "f", (4, "child_age_years"): "18"}))
 
 
-@pytest.fixture(scope="module")
-def processes():
-    started = PkpiProcesses()
-    yield started
-    started.close()
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return make_reference(tmp_path_factory.mktemp("crash-ingest") / "reference")
 
 
 def fresh_settings(root, reference) -> Settings:

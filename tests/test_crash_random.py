@@ -33,9 +33,10 @@ import pytest
 
 from pkpi.settings import Settings
 from support.crash import (
-    Dropped, PkpiProcesses, assert_crash_safe, copy_data, crash_problems, drop, drop_link, pkpi_env,
+    Dropped, assert_crash_safe, copy_data, crash_problems, drop, drop_link, pkpi_env,
 )
-from support.returns import CONTACT_PARTNERS, MONTH, csv_bytes, make_reference, table
+from support.returns import CONTACT_PARTNERS, MONTH, csv_bytes, table
+from support.crash import processes, reference  # noqa: F401 - fixtures
 from support.smtp import running_smtp_server
 
 SOAK = int(os.environ.get("PKPI_SOAK_ITERATIONS") or 0)
@@ -51,16 +52,6 @@ V1 = csv_bytes(table("contacts"))
 BAD = csv_bytes(table("contacts", {(2, "sex"): "f", (4, "child_age_years"): "18"}))
 
 
-@pytest.fixture(scope="module")
-def processes():
-    started = PkpiProcesses()
-    yield started
-    started.close()
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    return make_reference(tmp_path_factory.mktemp("crash-random") / "reference")
 
 
 def landing(root, reference) -> tuple[Settings, list[Dropped]]:

@@ -1,34 +1,85 @@
 {#- Building blocks for the KPI models (models/intermediate/int_kpi_*.sql).
 
-    place_events() turns record-level rows into one row per (grain, period, partner scope):
-    each record counts in its month and its financial year, for its own partner and for ALL.
+    place_events() aggregates record-level rows before it fans them out: first one row per
+    partner, month (and financial year) and combination of the columns KPIs filter or break
+    down by, with the number of events (event_count) and the sums KPIs add up; only then is each
+    of those rows placed in its month and its financial year, for its own partner and for ALL,
+    and added up again per scope. So records are read once, narrowly, and the fan-out to four
+    scopes (and every KPI's join after it) multiplies a few counted rows, whose number grows with
+    partners, periods and breakdown values, not with records.
 
     kpi() then produces kpi_values rows for one KPI: every scope of its source (int_kpi_scopes)
     gets a row, crossed with every value of the breakdown when there is one
     (int_dimension_values), so a nil return or an empty breakdown value reads 0, not missing.
 -#}
 
-{% macro place_events(relation, key, grains=['month', 'financial_year'], where=none) -%}
-select *
+{#- columns: what KPIs filter or break down by (a KPI's conditions may use only these, plus
+    event_count); none means the contract's enumerations of the return type whose
+    int_<return_type>_current the relation is. extra_columns: added to those. sums: columns to
+    add up (kpi(sum_of=...)). key: counted when not null, as count(key) would. -#}
+{% macro place_events(relation, key, grains=['month', 'financial_year'], where=none, columns=none,
+                      extra_columns=[], sums=[]) -%}
+{%- if columns is none and not execute -%}
+    {#- Parsing: ref() does not name the real relation yet, and the SQL is not run. -#}
+    {%- set columns = [] -%}
+{%- elif columns is none -%}
+    {%- set name = relation if relation is string else relation.identifier -%}
+    {%- set return_type = name[4:-8] if name.startswith('int_') and name.endswith('_current') else none -%}
+    {%- if return_type is none or return_type not in contracts() -%}
+        {{ exceptions.raise_compiler_error("place_events(" ~ name ~ "): say which columns the KPIs use (columns=[...]); only an int_<return_type>_current defaults to its contract's enumerations.") }}
+    {%- endif -%}
+    {%- set columns = contract(return_type).enums.keys() | list -%}
+{%- endif -%}
+{%- set columns = columns + extra_columns -%}
+{%- set periods = [] -%}
+{%- for grain in grains -%}
+    {%- do periods.append('month' if grain == 'month' else 'financial_year') -%}
+{%- endfor -%}
+select
+    scope_grain,
+    scope_period,
+    scope_partner,
+    {%- for column in columns %}
+    {{ column }},
+    {%- endfor %}
+    {%- for column in sums %}
+    sum({{ column }}) as {{ column }},
+    {%- endfor %}
+    sum(event_count) as event_count
 from (
     select
         g.period_grain as scope_grain,
         case g.period_grain
             {%- for grain in grains %}
-            when '{{ grain }}' then e.{{ 'month' if grain == 'month' else 'financial_year' }}
+            when '{{ grain }}' then c.{{ periods[loop.index0] }}
             {%- endfor %}
         end as scope_period,
-        case when a.is_partnership then 'ALL' else e.partner_code end as scope_partner,
-        {{ key }} as event_key,
-        e.*
-    from {{ relation }} as e
+        case when a.is_partnership then 'ALL' else c.partner_code end as scope_partner,
+        c.*
+    from (
+        select
+            e.partner_code,
+            {%- for period in periods %}
+            e.{{ period }},
+            {%- endfor %}
+            {%- for column in columns %}
+            e.{{ column }},
+            {%- endfor %}
+            {%- for column in sums %}
+            sum(e.{{ column }}) as {{ column }},
+            {%- endfor %}
+            count({{ key }}) as event_count
+        from {{ relation }} as e
+        {%- if where %}
+        where {{ where }}
+        {%- endif %}
+        group by all
+    ) as c
     cross join (values {% for grain in grains %}('{{ grain }}'){% if not loop.last %}, {% endif %}{% endfor %}) as g(period_grain)
     cross join (values (false), (true)) as a(is_partnership)
-    {%- if where %}
-    where {{ where }}
-    {%- endif %}
 ) as placed
 where scope_period is not null
+group by all
 {%- endmacro %}
 
 
@@ -43,7 +94,7 @@ where scope_period is not null
 {%- if sum_of -%}
     {%- set numerator -%}coalesce(sum(e.{{ sum_of }}) filter (where {{ numerator_where }}), 0){%- endset -%}
 {%- else -%}
-    {%- set numerator -%}count(e.event_key) filter (where {{ numerator_where }}){%- endset -%}
+    {%- set numerator -%}coalesce(sum(e.event_count) filter (where {{ numerator_where }}), 0){%- endset -%}
 {%- endif -%}
 select
     kpi_code,
@@ -74,7 +125,7 @@ from (
         {%- endif %}
         cast({{ numerator }} as double) as numerator,
         {%- if denominator_where is not none %}
-        cast(count(e.event_key) filter (where {{ denominator_where }}) as double) as denominator
+        cast(coalesce(sum(e.event_count) filter (where {{ denominator_where }}), 0) as double) as denominator
         {%- else %}
         cast(null as double) as denominator
         {%- endif %}

@@ -130,6 +130,9 @@ def dbt_environment(settings: Settings) -> dict[str, str]:
     return {
         "PKPI_WAREHOUSE": str(settings.warehouse_path),
         "PKPI_REFERENCE_DIR": str(settings.reference_dir),
+        # profiles.yml hands these to DuckDB, so a build never takes the whole machine.
+        "PKPI_DUCKDB_MEMORY_LIMIT": settings.duckdb_memory_limit,
+        "PKPI_DUCKDB_THREADS": str(settings.duckdb_threads),
         # No phoning home from a safeguarding data platform.
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DO_NOT_TRACK": "1",

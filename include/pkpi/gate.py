@@ -4,6 +4,10 @@ Checks run in the order a partner would fix them: the file's place in landing (r
 partner, period), whether it can be read at all, its header, and then every cell and row
 through the Great Expectations suites derived from the contract (see :mod:`pkpi.suites`).
 The gate never writes anything; :mod:`pkpi.ingest` acts on its verdict.
+
+Great Expectations' cost is mostly per run (it builds a metric graph for every expectation),
+not per row: :func:`judge_many` validates many waiting files in one run, each file's rows one
+after another, and gives every file exactly the verdict :func:`judge` gives it alone.
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from itertools import accumulate
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
@@ -25,7 +32,7 @@ from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
-from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter
+from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a safeguarding system
 
@@ -197,33 +204,47 @@ def _normalise_date(text: pd.Series) -> pd.Series:
     return text
 
 
-def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
-            reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The original text, the normalised text (values suite) and typed values (ranges suite)."""
+def _contract_columns(table: TextTable, contract: Contract, positions: dict[str, int]) -> dict[str, list]:
+    """The file's values of each contract column, in the contract's order (None where absent)."""
     by_position = list(zip(*table.rows)) if table.rows else []  # one pass over the rows, not one per column
     columns = {}
     for c in contract.columns:
         idx = positions.get(c.name)
         columns[c.name] = list(by_position[idx]) if idx is not None and by_position else [None] * len(table.rows)
+    return columns
+
+
+def _column_text(c, series: pd.Series, reference: Reference) -> pd.Series:
+    """One column's normalised text, as the values suite sees it."""
+    if c.type == "date":
+        return _normalise_date(series)
+    present = series.notna()
+    if c.type == "enum":
+        return series.where(~present, series.str.lower())
+    if c.reference:
+        lookup = reference_codes(reference, *c.reference)
+        lowered = series.str.lower()
+        return series.where(~present, lowered.map(lookup).fillna(series))
+    return series
+
+
+def _frames_of(columns: dict[str, list], contract: Contract,
+               reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The original text, the normalised text (values suite) and typed values (ranges suite).
+
+    Every value is treated on its own (nothing depends on the other rows), so the frames of
+    several files' rows one after another are those files' frames one after another.
+    """
     original = pd.DataFrame(columns, dtype=object)
     text = original.copy()
     typed = pd.DataFrame(index=original.index)
     for c in contract.columns:
-        series = original[c.name]
-        present = series.notna()
-        if c.type == "enum":
-            text[c.name] = series.where(~present, series.str.lower())
-        elif c.reference:
-            lookup = reference_codes(reference, *c.reference)
-            lowered = series.str.lower()
-            text[c.name] = series.where(~present, lowered.map(lookup).fillna(series))
+        text[c.name] = _column_text(c, original[c.name], reference)
         if c.type in TYPE_REGEX:
             # Only text that meets the column's type rule (the same regex, applied the way GX
             # applies it) is converted; the rest is null in the typed frame, so the ranges suite
             # never reports a second problem for it and nothing a lenient parser accepts ("1e3",
             # "18.0", "inf", "2025-4-5") can slip through.
-            if c.type == "date":
-                text[c.name] = _normalise_date(series)
             well_formed = text[c.name].str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
             candidates = text[c.name].where(well_formed, None)
             if c.type == "date":
@@ -233,6 +254,12 @@ def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
         else:
             typed[c.name] = text[c.name]
     return original, text, typed
+
+
+def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
+            reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The original text, the normalised text (values suite) and typed values (ranges suite)."""
+    return _frames_of(_contract_columns(table, contract, positions), contract, reference)
 
 
 @lru_cache(maxsize=1)
@@ -323,8 +350,10 @@ def one_problem_per_cell(problems: list[Problem]) -> list[Problem]:
     return [best[p] if isinstance(p, tuple) else p for p in out]
 
 
-def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]) -> list[Problem]:
-    problems: list[Problem] = []
+def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]) -> list[tuple[int, Problem]]:
+    """Each failing cell's problem, with its position in ``original`` (which file it is in, when
+    several files were validated together)."""
+    problems: list[tuple[int, Problem]] = []
     for r in results:
         meta = r.expectation_config.meta or {}
         if r.exception_info and r.exception_info.get("raised_exception"):
@@ -337,8 +366,8 @@ def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]
         column = meta.get("column")
         for index in r.result.get("unexpected_index_list") or []:
             value = original.at[index, column] if column in original.columns else None
-            problems.append(Problem(meta["rule"], meta["message"], row=source_rows[index],
-                                    column=column, value=_shown(value, meta["rule"])))
+            problems.append((index, Problem(meta["rule"], meta["message"], row=source_rows[index],
+                                            column=column, value=_shown(value, meta["rule"]))))
     return problems
 
 
@@ -357,10 +386,25 @@ def _typed_rows(contract: Contract, text: pd.DataFrame, typed: pd.DataFrame,
     return out
 
 
-def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
-          today: date | None = None, limits: FileLimits | None = None) -> Verdict:
-    """The gate's verdict on one landing file: accepted with typed rows, or its problems."""
-    today = today or date.today()
+@dataclass
+class _Checked:
+    """A file that passed every whole-file check and now waits for its cells to be validated."""
+
+    verdict: Verdict
+    contract: Contract
+    source_rows: list[int]
+    columns: dict[str, list]  # see _contract_columns
+    parameters: dict
+
+    def unique_values(self, reference: Reference) -> dict[str, set]:
+        """The file's normalised values of each column that must be unique within it."""
+        return {c.name: set(_column_text(c, pd.Series(self.columns[c.name], dtype=object), reference).dropna())
+                for c in self.contract.columns if c.unique}
+
+
+def _check_file(path: Path, content: bytes, landing_dir: Path, reference: Reference,
+                today: date, limits: FileLimits | None) -> Verdict | _Checked:
+    """Everything up to the cell checks: a finished verdict when the file fails before them."""
     key, period, problems = locate(path, landing_dir, reference)
     verdict = Verdict(key=key, problems=problems)
     if problems or period is None:
@@ -376,7 +420,6 @@ def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
     if header_problems:
         verdict.problems.extend(header_problems)
         return verdict
-    original, text, typed = _frames(table, contract, positions, reference)
     parameters = {
         "period_start": pd.Timestamp(period.start),
         "period_end": pd.Timestamp(period.end),
@@ -385,14 +428,169 @@ def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
     for c in contract.columns:
         if c.reference:
             parameters[reference_parameter(*c.reference)] = sorted(reference_codes(reference, *c.reference).values())
-    values_suite, ranges_suite = f"{contract.return_type}.values", f"{contract.return_type}.ranges"
-    runner = _gx()
-    problems = _problems_from(runner.run(values_suite, text, parameters), original, table.source_rows)
-    problems += _problems_from(runner.run(ranges_suite, typed, parameters), original, table.source_rows)
-    problems.sort(key=lambda p: (p.row or 0, p.column or "", p.rule))
-    problems = one_problem_per_cell(problems)
-    verdict.problems = problems
     verdict.row_count = len(table.rows)
-    if not problems:
-        verdict.rows = _typed_rows(contract, text, typed, table.source_rows)
+    return _Checked(verdict, contract, table.source_rows, _contract_columns(table, contract, positions), parameters)
+
+
+BATCH_MAX_ROWS = 250_000
+"""The most rows validated in one Great Expectations run (a larger file runs alone)."""
+
+# Expectations whose verdict on a row depends on that row alone, so running them over several
+# files' rows at once gives each file the verdict it gets alone. Uniqueness is the one rule
+# that looks across rows: _batches never puts two files that share a value in one run.
+PER_ROW_EXPECTATIONS = frozenset({
+    "expect_column_values_to_not_look_like_identifiers", "expect_column_values_to_not_be_null",
+    "expect_column_values_to_be_null", "expect_column_values_to_match_regex",
+    "expect_column_values_to_not_match_regex", "expect_column_values_to_be_in_set",
+    "expect_column_value_lengths_to_be_between", "expect_column_values_to_be_between",
+    "expect_column_pair_values_a_to_be_greater_than_b",
+})
+UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
+
+
+@lru_cache(maxsize=None)
+def batchable(return_type: str) -> bool:
+    """Whether files of ``return_type`` may share a GX run: every expectation of its suites is
+    per row (or uniqueness of a column the contract marks unique), none tolerates failures
+    (``mostly``); otherwise each file runs alone, as before."""
+    contract = get_contract(return_type)
+    unique = {c.name for c in contract.columns if c.unique}
+    for suite in build_suites(contract):
+        for expectation in suite.expectations:
+            kind = expectation.expectation_type
+            if getattr(expectation, "mostly", 1) not in (None, 1):
+                return False
+            if kind == UNIQUE_EXPECTATION:
+                if getattr(expectation, "column", None) not in unique:
+                    return False
+            elif kind not in PER_ROW_EXPECTATIONS:
+                return False
+    return True
+
+
+def _batches(checked: list[_Checked], reference: Reference) -> list[list[_Checked]]:
+    """Files that can be validated together in one GX run without changing any verdict.
+
+    Together means: the same suites with the same parameters (return type, period, today,
+    reference lists), and no value of a column that must be unique within a file shared by two
+    of them, so every duplicate GX finds in the joint run is a duplicate within one file.
+    """
+    if len(checked) == 1:
+        return [checked]
+    open_batches: dict[tuple, list[tuple[list[_Checked], dict[str, set], list[int]]]] = {}
+    out: list[list[_Checked]] = []
+    for item in checked:
+        group = (item.contract.return_type,
+                 tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in sorted(item.parameters.items())))
+        if not batchable(item.contract.return_type):
+            out.append([item])
+            continue
+        rows, unique = len(item.source_rows), item.unique_values(reference)
+        for members, seen, size in open_batches.setdefault(group, []):
+            if size[0] + rows <= BATCH_MAX_ROWS and all(seen[c].isdisjoint(v) for c, v in unique.items()):
+                members.append(item)
+                for c, v in unique.items():
+                    seen[c] |= v
+                size[0] += rows
+                break
+        else:
+            members = [item]
+            open_batches[group].append((members, unique, [rows]))
+            out.append(members)
+    return out
+
+
+def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Problem], pd.DataFrame | None]]:
+    """Run both suites once over the rows of every file of ``batch``, one file after another;
+    each file's problems (in the order judging it alone gives them) and typed rows."""
+    first = batch[0]
+    contract = first.contract
+    if len(batch) == 1:
+        columns, source_rows = first.columns, first.source_rows
+    else:
+        columns = {c.name: [v for b in batch for v in b.columns[c.name]] for c in contract.columns}
+        source_rows = [row for b in batch for row in b.source_rows]
+    original, text, typed = _frames_of(columns, contract, reference)
+    values_suite, ranges_suite = suite_names(contract)
+    runner = _gx()
+    found = _problems_from(runner.run(values_suite, text, first.parameters), original, source_rows)
+    found += _problems_from(runner.run(ranges_suite, typed, first.parameters), original, source_rows)
+    ends = list(accumulate(len(b.source_rows) for b in batch))
+    problems: list[list[Problem]] = [[] for _ in batch]
+    for index, problem in found:
+        problems[bisect_right(ends, index)].append(problem)
+    # Typed rows only for the files accepted (a rejected file's values need not fit the types).
+    starts = [0] + ends[:-1]
+    clean = [n for n in range(len(batch)) if not problems[n]]
+    rows: list[pd.DataFrame | None] = [None] * len(batch)
+    if len(clean) == len(batch) == 1:
+        rows[0] = _typed_rows(contract, text, typed, source_rows)
+    elif clean:
+        keep = [i for n in clean for i in range(starts[n], ends[n])]
+        together = _typed_rows(contract, text.iloc[keep].reset_index(drop=True),
+                               typed.iloc[keep].reset_index(drop=True), [source_rows[i] for i in keep])
+        offset = 0
+        for n in clean:
+            size = ends[n] - starts[n]
+            rows[n] = together.iloc[offset:offset + size].reset_index(drop=True)
+            offset += size
+    return list(zip(problems, rows))
+
+
+def _finish(item: _Checked, validated: tuple[list[Problem], pd.DataFrame | None]) -> Verdict:
+    problems, rows = validated
+    problems.sort(key=lambda p: (p.row or 0, p.column or "", p.rule))
+    verdict = item.verdict
+    verdict.problems = one_problem_per_cell(problems)
+    if not verdict.problems:
+        verdict.rows = rows
     return verdict
+
+
+def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
+          today: date | None = None, limits: FileLimits | None = None) -> Verdict:
+    """The gate's verdict on one landing file: accepted with typed rows, or its problems."""
+    checked = _check_file(path, content, landing_dir, reference, today or date.today(), limits)
+    if isinstance(checked, Verdict):
+        return checked
+    return _finish(checked, _validate([checked], reference)[0])
+
+
+def judge_many(files: Sequence[tuple[Path, bytes]], landing_dir: Path, reference: Reference,
+               today: date | None = None, limits: FileLimits | None = None) -> list[Verdict | Exception]:
+    """The gate's verdicts on several landing files, in their order: each exactly what
+    :func:`judge` gives that file alone.
+
+    Great Expectations' cost is mostly per run, not per row, so the files of one return type
+    and period are validated in as few runs as possible (see :func:`_batches`). Where the gate
+    itself fails on a file (judge would raise), its place holds the exception instead, and the
+    other files' verdicts are unaffected.
+    """
+    today = today or date.today()
+    out: list[Verdict | Exception | None] = [None] * len(files)
+    waiting: list[_Checked] = []
+    place: dict[int, int] = {}
+    for number, (path, content) in enumerate(files):
+        try:
+            checked = _check_file(path, content, landing_dir, reference, today, limits)
+        except Exception as exc:  # noqa: BLE001 - one file's failure is that file's, as in judge
+            out[number] = exc
+            continue
+        if isinstance(checked, Verdict):
+            out[number] = checked
+        else:
+            place[id(checked)] = number
+            waiting.append(checked)
+    for batch in _batches(waiting, reference):
+        try:
+            results = _validate(batch, reference)
+        except Exception as exc:  # noqa: BLE001 - find out which file it was: each alone, as judge runs it
+            for item in batch:
+                try:
+                    out[place[id(item)]] = exc if len(batch) == 1 else _finish(item, _validate([item], reference)[0])
+                except Exception as own:  # noqa: BLE001
+                    out[place[id(item)]] = own
+            continue
+        for item, problems in zip(batch, results):
+            out[place[id(item)]] = _finish(item, problems)
+    return out  # type: ignore[return-value]

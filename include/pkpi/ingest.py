@@ -61,7 +61,7 @@ from .contracts import get_contract
 from .errors import PkpiError, is_disk_full
 from .faults import checkpoint
 from .files import ingest_lock
-from .gate import Problem, ReturnKey, Verdict, judge, locate
+from .gate import Problem, ReturnKey, Verdict, judge_many, locate
 from .landing import LandingEntry, safe_name
 from .mailer import deliver_outbox, deliver_queued, queue
 from .reference import Reference, load_reference
@@ -181,24 +181,45 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     with _ingest_lock(settings):
         settling.recover(settings)  # finish what a stopped run committed (pkpi.settling)
         waiting = pending_entries(settings)
-        for number, entry in enumerate(waiting):
+        done = 0
+        for group in _read_ahead(waiting):
+            taken: list[_Taken | Exception] = []
+            for entry in group:
+                try:
+                    taken.append(_take(settings, entry))
+                except Exception as exc:  # this file's failure: recorded below, in its turn
+                    taken.append(exc)
+            readable = [t for t in taken if isinstance(t, _Taken)]
             try:
-                outcome = _ingest_entry(settings, entry, reference, today)
-                if outcome is None:  # still being written: no outcome, the next run looks again
-                    log.info("%s is still arriving: left in landing for a later run.", entry.relative)
+                verdicts = _judge_taken(settings, readable, reference, today)
+            except Exception as exc:  # the gate failed as a whole: each file fails in its turn
+                verdicts = {i: exc for i in range(len(readable))}
+            position = {id(t): i for i, t in enumerate(readable)}
+            stop = False
+            for entry, item in zip(group, taken):
+                done += 1
+                try:
+                    if isinstance(item, Exception):
+                        raise item
+                    outcome = _act(settings, item, reference, verdicts.get(position[id(item)]))
+                    if outcome is None:  # still being written: no outcome, the next run looks again
+                        log.info("%s is still arriving: left in landing for a later run.", entry.relative)
+                        continue
+                except Exception as exc:  # one file's failure must not stop the other partners' files
+                    log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
+                              safe_name(exc, limit=500))
+                    failures.append((entry.path, exc))
+                    if is_disk_full(exc):  # every other file would fail the same way: they wait
+                        log.error("the disk is full: the other %d waiting file(s) were not tried and stay "
+                                  "in landing for the next run", len(waiting) - done)
+                        stop = True
+                        break
                     continue
-            except Exception as exc:  # one file's failure must not stop the other partners' files
-                log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
-                          safe_name(exc, limit=500))
-                failures.append((entry.path, exc))
-                if is_disk_full(exc):  # every other file would fail the same way: they wait
-                    log.error("the disk is full: the other %d waiting file(s) were not tried and stay in "
-                              "landing for the next run", len(waiting) - number - 1)
-                    break
-                continue
-            report.outcomes.append(outcome)
-            log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
-                     outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
+                report.outcomes.append(outcome)
+                log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
+                         outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
+            if stop:
+                break
         _deliver_notices(settings)
     log.info("ingest: %s", report.summary())
     if failures:
@@ -289,30 +310,94 @@ def ingest_file(settings: Settings, path: Path, reference: Reference,
     return _ingest_entry(settings, landing.entry_at(settings.landing_dir, path), reference, today)
 
 
-def _ingest_entry(settings: Settings, entry: LandingEntry, reference: Reference,
-                  today: date | None) -> FileOutcome | None:
-    """The entry's outcome; None for a return still being written (left untouched, no audit row)."""
+READ_AHEAD_BYTES = 64 * 1024 * 1024
+"""How many bytes of waiting files are read before they are judged together (pkpi.gate.judge_many):
+Great Expectations' cost is mostly per run, so one run for many files; this bounds the memory."""
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """One entry as read before judging: what to do with it, and the bytes when there are any."""
+
+    entry: LandingEntry
+    kind: str  # unread | arriving | too_large | abandoned | return
+    content: bytes | None = None
+    stat: os.stat_result | None = None
+    what: str = ""
+    outside: bool = False
+    size: int = 0
+
+
+def _read_ahead(entries: list[LandingEntry]) -> Iterator[list[LandingEntry]]:
+    """The waiting entries in order, in groups holding about :data:`READ_AHEAD_BYTES` of returns
+    (the other entries are not read into memory)."""
+    group: list[LandingEntry] = []
+    size = 0
+    for entry in entries:
+        counted = entry.size if entry.kind == landing.RETURN else 0
+        if group and size + counted > READ_AHEAD_BYTES:
+            yield group
+            group, size = [], 0
+        group.append(entry)
+        size += counted
+    if group:
+        yield group
+
+
+def _take(settings: Settings, entry: LandingEntry) -> _Taken:
+    """Read an entry safely (pkpi.landing) and say what its outcome will be; nothing is acted on."""
     if entry.kind in (landing.NOT_REGULAR, landing.OUTSIDE):
-        return _refuse_unread(settings, entry, reference, entry.what, outside=entry.kind == landing.OUTSIDE)
+        return _Taken(entry, "unread", what=entry.what, outside=entry.kind == landing.OUTSIDE)
     if entry.is_arriving(settings.quiet_seconds):
-        return None
+        return _Taken(entry, "arriving")
     try:
         content, stat = landing.read_regular(entry, settings.limits.max_file_bytes)
     except landing.NotRegularFile as exc:  # it became a link, pipe... since landing was scanned
-        return _refuse_unread(settings, entry, reference, exc.what, outside=exc.outside)
+        return _Taken(entry, "unread", what=exc.what, outside=exc.outside)
     except landing.FileTooLarge as exc:
+        return _Taken(entry, "too_large", size=exc.size)
+    except landing.StillArriving:  # replaced or written to since the scan, or while we read it
+        return _Taken(entry, "arriving")
+    return _Taken(entry, "return" if entry.kind == landing.RETURN else "abandoned", content, stat)
+
+
+def _judge_taken(settings: Settings, taken: list[_Taken], reference: Reference,
+                 today: date | None) -> dict[int, "Verdict | Exception"]:
+    """The gate's verdicts on the returns among ``taken``, judged together, by position."""
+    returns = [(i, t) for i, t in enumerate(taken) if t.kind == "return"]
+    verdicts = judge_many([(t.entry.path, t.content) for _, t in returns], settings.landing_dir, reference,
+                          today=today, limits=settings.limits)
+    return {i: v for (i, _), v in zip(returns, verdicts)}
+
+
+def _ingest_entry(settings: Settings, entry: LandingEntry, reference: Reference,
+                  today: date | None) -> FileOutcome | None:
+    """The entry's outcome; None for a return still being written (left untouched, no audit row)."""
+    taken = _take(settings, entry)
+    return _act(settings, taken, reference, _judge_taken(settings, [taken], reference, today).get(0))
+
+
+def _act(settings: Settings, taken: _Taken, reference: Reference,
+         verdict: "Verdict | Exception | None") -> FileOutcome | None:
+    """Give a taken entry its outcome (a gate failure on it is raised here, as that file's)."""
+    entry = taken.entry
+    if taken.kind == "unread":
+        return _refuse_unread(settings, entry, reference, taken.what, outside=taken.outside)
+    if taken.kind == "arriving":
+        return None
+    if taken.kind == "too_large":
         try:
-            return _reject_too_large(settings, entry, reference, exc.size)
+            return _reject_too_large(settings, entry, reference, taken.size)
         except landing.StillArriving:  # it changed while it was copied: no outcome yet
             return None
-    except landing.StillArriving:  # replaced or written to since the scan, or while we read it
-        return None
-    if entry.kind != landing.RETURN:
+    content, stat = taken.content, taken.stat
+    if taken.kind == "abandoned":
         return _reject_abandoned(settings, entry, reference, content, stat)
+    if isinstance(verdict, Exception):
+        raise verdict
     path = entry.path
     checksum = hashlib.sha256(content).hexdigest()
     times = _file_times(stat.st_mtime, stat.st_ctime)  # received_at: see the module docstring
-    verdict = judge(path, content, settings.landing_dir, reference, today=today, limits=settings.limits)
     validated_at = _utc()
     load_id = f"{validated_at:%Y%m%dT%H%M%S%f}-{checksum[:10]}"
     key = verdict.key = _safe_key(verdict.key)

@@ -7,6 +7,7 @@ Every part of the system (command line, Airflow tasks, tests) builds a :class:`S
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
@@ -24,6 +25,46 @@ sensor looks every minute). The test suite sets it to 0 (tests/conftest.py)."""
 
 class SettingsError(UserError, ValueError):
     """A setting in the environment has a value the platform cannot use."""
+
+
+_MEMORY_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+
+
+def default_duckdb_memory_limit() -> str:
+    """PKPI_DUCKDB_MEMORY_LIMIT when unset: half the machine's memory, at most 4 GB.
+
+    DuckDB's own default is 80 % of the machine, which lets one build starve everything else
+    on the host (Airflow, the gate); above the limit DuckDB spills to disk beside the warehouse.
+    """
+    try:
+        physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return "4096MiB"
+    return f"{max(256, min(4096, physical // (2 * 1024 * 1024)))}MiB"
+
+
+def default_duckdb_threads() -> int:
+    """PKPI_DUCKDB_THREADS when unset: two, or one on a single-core machine."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _threads(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 1:
+        raise SettingsError(f"{name} must be a whole number of 1 or more, not {value}.")
+    return value
+
+
+def _memory_size(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    match = _MEMORY_SIZE.match(raw)
+    if not match or float(match.group(1)) <= 0:
+        raise SettingsError(
+            f"{name} must be an amount of memory such as 2GB or 512MB, not {raw!r}."
+        )
+    return f"{match.group(1)}{match.group(2).upper().replace('I', 'i')}"
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -112,6 +153,9 @@ class Settings:
     published_access: str = "everyone"  # private | group | everyone
     retention_days: int = 2557
     identifier_retention_days: int = 30
+    # What one dbt build may take of the machine (DuckDB's memory_limit and threads).
+    duckdb_memory_limit: str = field(default_factory=default_duckdb_memory_limit)
+    duckdb_threads: int = field(default_factory=default_duckdb_threads)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -178,6 +222,8 @@ class Settings:
             published_access=access,
             retention_days=int(_number(env, "PKPI_RETENTION_DAYS", 2557, 1)),
             identifier_retention_days=int(_number(env, "PKPI_IDENTIFIER_RETENTION_DAYS", 30, 1)),
+            duckdb_memory_limit=_memory_size(env, "PKPI_DUCKDB_MEMORY_LIMIT", default_duckdb_memory_limit()),
+            duckdb_threads=_threads(env, "PKPI_DUCKDB_THREADS", default_duckdb_threads()),
         )
 
     def with_overrides(self, **changes) -> "Settings":

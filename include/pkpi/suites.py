@@ -18,6 +18,7 @@ Every expectation carries ``meta`` with the rule id, column and a plain-English 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import ClassVar, List
 
@@ -59,6 +60,23 @@ TYPE_REGEX = {"date": ISO_DATE_REGEX, "integer": INTEGER_REGEX, "decimal": DECIM
 
 IDENTIFIER_RULE = "identifier_value"
 
+# A code that provably looks like no identifier of any kind, checked with one regex instead of
+# identifier_kind's several (ids are nearly all distinct, so this is most of the rule's cost on
+# large files). ASCII letters, digits and _ - / . only: nothing to fold or strip, no @ (so no
+# email), no space (so no postcode written in words); at least one digit (so not a name); a
+# joiner or no letter directly before a digit (so not a postcode written whole); not starting
+# with a digit, so every digit follows a letter, digit or joiner and no NHS or phone number
+# can start anywhere (see identifiers._NHS and _PHONE). Every other value gets
+# identifier_kind; tests/test_gate_identifier_codes.py holds the two to agreement.
+SAFE_CODE = re.compile(r"(?![0-9])(?=.*[0-9])(?:(?=.*[_\-/.])|(?!.*[A-Za-z][0-9]))[A-Za-z0-9_\-/.]+")
+
+
+def looks_like_identifier_value(value: object, kinds: tuple[str, ...]) -> bool:
+    """``identifier_kind(value, kinds) is not None``, answered at once for a plain code."""
+    if isinstance(value, str) and SAFE_CODE.fullmatch(value):
+        return False
+    return identifier_kind(value, kinds) is not None
+
 
 class ColumnValuesAreNotIdentifiers(ColumnMapMetricProvider):
     """Map metric: True for each value that does not look like a direct identifier of ``kinds``."""
@@ -70,7 +88,7 @@ class ColumnValuesAreNotIdentifiers(ColumnMapMetricProvider):
     def _pandas(cls, column, kinds, **kwargs):
         kinds = tuple(kinds)
         # Each distinct value once: dates, numbers and enumerations repeat a great deal.
-        flagged = {v: identifier_kind(v, kinds) is not None for v in pd.unique(column)}
+        flagged = {v: looks_like_identifier_value(v, kinds) for v in pd.unique(column)}
         return ~column.map(flagged).astype(bool)
 
 

@@ -53,9 +53,11 @@ from pathlib import Path
 from typing import Iterable
 
 import duckdb
+import pytest
 
 from pkpi.faults import CRASH_EXIT_CODE
 from pkpi.settings import Settings
+from support.returns import make_reference
 
 PKPI = Path(sys.executable).with_name("pkpi")
 CRASHED = CRASH_EXIT_CODE
@@ -613,3 +615,17 @@ def copy_data(settings: Settings, root: Path) -> Settings:
     """A copy of ``settings``' data folder under ``root`` (links copied as links)."""
     shutil.copytree(settings.data_dir, root / "data", symlinks=True)
     return settings.with_overrides(data_dir=(root / "data").resolve())
+
+
+@pytest.fixture(scope="module")
+def processes():
+    """The fork server of the test module, closed when the module's tests are done."""
+    started = PkpiProcesses()
+    yield started
+    started.close()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The test reference data (tests/support/returns.py), once per module."""
+    return make_reference(tmp_path_factory.mktemp("crash") / "reference")

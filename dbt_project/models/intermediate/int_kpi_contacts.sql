@@ -3,11 +3,11 @@
 -- int_referrals, whose look-back spans every loaded month.
 
 with contacts as (
-    {{ place_events(ref('int_contacts_current'), 'e.record_key') }}
+    {{ place_events(ref('int_contacts_current'), 'e.record_key', columns=['contact_source', 'outcome']) }}
 ),
 
 referrals as (
-    {{ place_events(ref('int_referrals'), 'e.record_key') }}
+    {{ place_events(ref('int_referrals'), 'e.record_key', columns=['is_rereferral_12m']) }}
 ),
 
 population as (
@@ -22,7 +22,7 @@ per_10k as (
         s.partner_code,
         'total' as dimension,
         'total' as dimension_value,
-        cast(count(e.event_key) as double) as numerator,
+        cast(coalesce(sum(e.event_count), 0) as double) as numerator,
         cast(max(p.population_0_17) as double) as denominator
     from {{ ref('int_kpi_scopes') }} as s
     left join population as p on p.financial_year = s.period

@@ -2,7 +2,7 @@
 -- submitted a finance return for the year. grant is external income, not a contribution.
 
 with contributions as (
-    {{ place_events(ref('int_finance_current'), 'e.record_key', grains=['financial_year']) }}
+    {{ place_events(ref('int_finance_current'), 'e.record_key', grains=['financial_year'], sums=['amount_gbp']) }}
 ),
 
 sums as (

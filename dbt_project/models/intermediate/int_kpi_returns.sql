@@ -4,7 +4,7 @@
 -- RET_REJECTED: files the gate rejected for the period (every one, even if later replaced).
 
 with submissions as (
-    {{ place_events(ref('int_return_submissions'), "e.return_type || '/' || e.partner_code || '/' || e.period") }}
+    {{ place_events(ref('int_return_submissions'), "e.return_type || '/' || e.partner_code || '/' || e.period", columns=['status', 'return_type']) }}
 ),
 
 rejected_files as (
@@ -27,7 +27,7 @@ rejected_files as (
 ),
 
 rejections as (
-    {{ place_events('rejected_files', 'e.load_id') }}
+    {{ place_events('rejected_files', 'e.load_id', columns=[]) }}
 )
 
 {{ kpi('RET_ON_TIME_PCT', 'returns', 'submissions', numerator_where="e.status = 'received_on_time'", denominator_where='true') }}

@@ -2,7 +2,7 @@
 -- Events are placed by event_date.
 
 with events as (
-    {{ place_events(ref('int_training_current'), 'e.record_key') }}
+    {{ place_events(ref('int_training_current'), 'e.record_key', extra_columns=['course_code']) }}
 )
 
 {%- set commenced = "e.delivery_mode = 'elearning' and e.event_type = 'commenced'" %}

@@ -194,6 +194,7 @@ class _Model:
         self.sensitive: set[Cell] = set()
         self.relations: dict[tuple[Cell, frozenset], tuple[str, Cell, tuple[Cell, ...]]] = {}
         self.hidden: dict[Key, Reason] = {}
+        self._known: set[Cell] | None = None  # known_cells(), kept up to date by hide_cell
         self.labelled: set[Cell] = set()
         self.safe: set[frozenset] = set()  # components the audit found safe
 
@@ -290,6 +291,14 @@ class _Model:
     def carried_known(self, cell: Cell) -> bool:
         return any(k not in self.hidden for k in self.carriers.get(cell, ()))
 
+    def known_cells(self) -> set[Cell]:
+        """The cells some published row carries, as a new set (callers keep it as a snapshot).
+        Worked out once, then kept up to date as rows are hidden: recomputing it over every
+        cell after each hidden row was most of the decisions' time."""
+        if self._known is None:
+            self._known = {c for c in self.carriers if self.carried_known(c)}
+        return set(self._known)
+
     def hideable(self, cell: Cell) -> bool:
         carriers = self.carriers.get(cell, ())
         return bool(carriers) and all(k in self.disclosive for k in carriers)
@@ -303,6 +312,9 @@ class _Model:
             if key not in self.hidden and key in self.disclosive:
                 self.hidden[key] = reason
                 changed = True
+                if self._known is not None:
+                    self._known.difference_update(
+                        c for c in self.published[key] if not self.carried_known(c))
         return changed
 
     # --- deciding ------------------------------------------------------------------------
@@ -336,13 +348,14 @@ class _Model:
         # A count shown as "<t" tells the reader it is from 1 to t-1.
         self.labelled = {self.cells[k]["count"] for k, r in self.hidden.items()
                          if r is Reason.SMALL_COUNT and "count" in self.cells.get(k, {})}
+        self._known = None
 
     def _complementary(self) -> bool:
         """Where a relation's total is known and a part that must stay unknown is not, hide more
         parts (the smallest first) until at least two are hidden and they add up to t or more."""
         changed = False
         # Published cells only: one worked out from this very relation is what is at stake.
-        known = {c for c in self.carriers if self.carried_known(c)}
+        known = self.known_cells()
         for kind, total, parts in list(self.relations.values()):
             if total not in known:
                 continue
@@ -364,12 +377,12 @@ class _Model:
                     if self.hideable(total) and self.hide_cell(total):
                         self.protect.add(total)
                         changed = True
-                        known = {c for c in self.carriers if self.carried_known(c)}
+                        known = self.known_cells()
                     break
                 self.hide_cell(candidates[0])
                 self.protect.add(candidates[0])
                 changed = True
-                known = {c for c in self.carriers if self.carried_known(c)}
+                known = self.known_cells()
                 hidden = [p for p in parts if p not in known]
         return changed
 
@@ -389,7 +402,7 @@ class _Model:
         """A financial year still in progress is this month's year to date, and next month's
         would give this month away: it is hidden once any month it adds up is unknown."""
         changed = False
-        known = {c for c in self.carriers if self.carried_known(c)}
+        known = self.known_cells()
         for kind, total, parts in list(self.relations.values()):
             if kind != "year vs months":
                 continue
@@ -399,7 +412,7 @@ class _Model:
                 continue
             changed |= self.hide_cell(total)
             self.protect.add(total)
-            known = {c for c in self.carriers if self.carried_known(c)}
+            known = self.known_cells()
         return changed
 
     # --- the guarantee: an integer feasibility audit ------------------------------------
@@ -409,7 +422,7 @@ class _Model:
         non-negative whole numbers consistent with what is published; when they are equal, or
         the published numbers alone put it within 1..t-1, hide one more figure beside it.
         Returns True when anything was hidden (the caller runs the rules again)."""
-        known_cells = {c for c in self.carriers if self.carried_known(c)}
+        known_cells = self.known_cells()
         relations = [(kind, total, parts) for kind, total, parts in self.relations.values()
                      if any(c not in known_cells for c in (total, *parts))]
         # Components of unknown cells joined by a relation: each is audited on its own.
@@ -444,7 +457,7 @@ class _Model:
             for exposed in _exposed(cells, rels, known_cells, self.v, self.labelled, mine, self.t):
                 if mended and not self._is_exposed(exposed):
                     continue  # mended by what was hidden for another count of this pass
-                known_now = {c for c in self.carriers if self.carried_known(c)}
+                known_now = self.known_cells()
                 if self._mend(exposed, known_now) or self._hide_beside(exposed, known_now) \
                         or self._hide_in(rels, known_now) or self._unlabel(exposed, rels):
                     mended = True
@@ -476,7 +489,7 @@ class _Model:
         return sorted(seen, key=str), list(rels.values())
 
     def _is_exposed(self, cell: Cell) -> bool:
-        known_cells = {c for c in self.carriers if self.carried_known(c)}
+        known_cells = self.known_cells()
         cells, rels = self._component(cell, known_cells)
         return any(True for _ in _exposed(cells, rels, known_cells, self.v, self.labelled, [cell], self.t))
 
@@ -490,12 +503,12 @@ class _Model:
             key=lambda c: (self.v(c), str(c)),
         )
         for candidate in candidates[:tries]:
-            before = dict(self.hidden)
+            before, known_before = dict(self.hidden), self.known_cells()
             self.hide_cell(candidate)
             if not self._is_exposed(cell):
                 self.protect.add(candidate)
                 return True
-            self.hidden = before
+            self.hidden, self._known = before, known_before
         return False
 
     def _unlabel(self, cell: Cell, relations) -> bool:
@@ -557,7 +570,7 @@ def _exposed(cells, relations, known_cells, value, labelled, targets, threshold)
     targets at once (pushing them all down, then all up), then one target at a time.
     """
     import numpy as np
-    from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+    from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_array
 
     index = {c: i for i, c in enumerate(cells)}
@@ -581,13 +594,15 @@ def _exposed(cells, relations, known_cells, value, labelled, targets, threshold)
     plain = (np.zeros(n), np.full(n, np.inf))
     true = np.array([value(c) for c in cells])
 
+    relaxations = _Relaxations(a, rhs, {"labels": labels, "plain": plain})
+
     def solve(objective, bounds) -> np.ndarray | None:
         """A whole-number solution minimising ``objective``; None when unbounded."""
-        relaxed = linprog(objective, A_eq=a, b_eq=rhs, bounds=np.column_stack(bounds), method="highs")
-        if relaxed.status == 3:
+        relaxed = relaxations.solve(objective, "labels" if bounds is labels else "plain")
+        if relaxed is _UNBOUNDED:
             return None
-        if relaxed.status == 0 and np.all(np.abs(relaxed.x - np.round(relaxed.x)) < 1e-7):
-            return np.round(relaxed.x)
+        if relaxed is not None and np.all(np.abs(relaxed - np.round(relaxed)) < 1e-7):
+            return np.round(relaxed)
         result = milp(objective, constraints=LinearConstraint(a, rhs, rhs), bounds=Bounds(*bounds),
                       integrality=integrality)
         return np.round(result.x) if result.status == 0 else None
@@ -632,6 +647,76 @@ def _exposed(cells, relations, known_cells, value, labelled, targets, threshold)
             yield target
 
 
+
+_UNBOUNDED = object()
+
+
+class _Relaxations:
+    """The linear relaxations of one system of relations, solved for objective after objective.
+
+    Only the objective changes between the solves of :func:`_exposed`, so each set of bounds
+    (the labels, or none) is one HiGHS model, built once and solved again from its last basis:
+    several times faster than :func:`scipy.optimize.linprog`, which builds the model and starts
+    from nothing every time (most of the decisions' time at national scale). The optimum is the
+    same either way, and only optima are used (a fractional one goes to the integer solver),
+    so the decisions are too. Without scipy's HiGHS bindings (``scipy.optimize._highspy``, an
+    internal module: a scipy upgrade may move it), ``linprog`` is used.
+
+    :meth:`solve` returns the solution, :data:`_UNBOUNDED`, or None (no optimum found).
+    """
+
+    def __init__(self, a, rhs, bounds: dict):
+        self.a, self.rhs, self.bounds = a, rhs, bounds
+        self.models: dict = {}
+        try:
+            from scipy.optimize._highspy import _core as highs
+
+            highs.HighsLp, highs._Highs, highs.HighsModelStatus.kOptimal  # noqa: B018 (present?)
+            self.highs = highs
+        except (ImportError, AttributeError):
+            self.highs = None
+
+    def solve(self, objective, which: str):
+        import numpy as np
+
+        if self.highs is None:
+            from scipy.optimize import linprog
+
+            result = linprog(objective, A_eq=self.a, b_eq=self.rhs, bounds=np.column_stack(self.bounds[which]),
+                             method="highs")
+            return _UNBOUNDED if result.status == 3 else result.x if result.status == 0 else None
+        model = self.models.get(which) or self._model(which)
+        status = self.highs.HighsModelStatus
+        model.changeColsCost(len(objective), np.arange(len(objective), dtype=np.int32),
+                             np.asarray(objective, dtype=float))
+        model.run()
+        outcome = model.getModelStatus()
+        if outcome in (status.kUnbounded, status.kUnboundedOrInfeasible):  # the true counts are feasible
+            return _UNBOUNDED
+        return np.array(model.getSolution().col_value) if outcome == status.kOptimal else None
+
+    def _model(self, which: str):
+        import numpy as np
+
+        highs, (lower, upper) = self.highs, self.bounds[which]
+        columns = self.a.tocsc()
+        lp = highs.HighsLp()
+        lp.num_col_, lp.num_row_ = self.a.shape[1], self.a.shape[0]
+        lp.col_cost_ = np.zeros(self.a.shape[1])
+        lp.col_lower_ = np.asarray(lower, dtype=float)
+        lp.col_upper_ = np.where(np.isinf(upper), highs.kHighsInf, upper).astype(float)
+        lp.row_lower_ = lp.row_upper_ = np.asarray(self.rhs, dtype=float)
+        matrix = lp.a_matrix_
+        matrix.format_ = highs.MatrixFormat.kColwise
+        matrix.num_col_, matrix.num_row_ = self.a.shape[1], self.a.shape[0]
+        matrix.start_ = columns.indptr.astype(np.int32)
+        matrix.index_ = columns.indices.astype(np.int32)
+        matrix.value_ = columns.data.astype(float)
+        model = highs._Highs()
+        model.setOptionValue("output_flag", False)
+        model.passModel(lp)
+        self.models[which] = model
+        return model
 
 
 # --- which scorecard figures are hidden ----------------------------------------------------------

@@ -29,7 +29,6 @@ import logging
 import time
 
 import duckdb
-import pandas as pd
 
 from ..errors import PermanentError
 from ..warehouse import transaction
@@ -60,6 +59,8 @@ def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str 
     """Decide over the mart in ``schema`` and store the decisions (module docstring), in one
     transaction. ``con`` is a writable connection to the warehouse, whose exclusive lock the
     caller holds. Returns the decisions."""
+    import pandas as pd  # here, not at the top: pkpi query reads the published copy without pandas
+
     started = time.monotonic()
     decisions = decide_over(con, schema, threshold)
     fingerprint = mart_fingerprint(con, schema)
