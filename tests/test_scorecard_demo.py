@@ -36,6 +36,7 @@ from pypdf import PdfReader
 
 from pkpi.cycle import run_cycle
 from pkpi.demo import write_sample_returns
+from pkpi.disclosure.stored import store_decisions
 from pkpi.periods import months_between
 from pkpi.reference import load_reference
 from pkpi.scorecard import produce_scorecard
@@ -370,6 +371,10 @@ def test_a_higher_threshold_hides_more(demo, tmp_path, monkeypatch):
     monkeypatch.setenv("PKPI_REFERENCE_DIR", str(settings.reference_dir))
     monkeypatch.setenv("PKPI_DISCLOSURE_THRESHOLD", "10")
     strict = Settings.from_env()
+    # What `pkpi build` does after dbt at the new threshold: decide once and store (the mart's
+    # figures are the same; a dbt run would rebuild them unchanged).
+    with connect(strict) as con:
+        store_decisions(con, strict.disclosure_threshold)
     output = produce_scorecard(strict, PERIOD)
     rows = _csv_rows(output.csv)
     assert rows["CDN_NOTIFICATIONS"]["value"] == "<10"
@@ -383,7 +388,10 @@ def test_a_higher_threshold_hides_more(demo, tmp_path, monkeypatch):
     assert 10 <= year < 40
     assert rows["CDN_NOTIFICATIONS"]["fytd_value"] == str(year)
     monkeypatch.setenv("PKPI_DISCLOSURE_THRESHOLD", "40")
-    stricter = produce_scorecard(Settings.from_env(), PERIOD)
+    strictest = Settings.from_env()
+    with connect(strictest) as con:
+        store_decisions(con, strictest.disclosure_threshold)
+    stricter = produce_scorecard(strictest, PERIOD)
     assert _csv_rows(stricter.csv)["CDN_NOTIFICATIONS"]["fytd_value"] == "<40"
     card = _between(_visible_text(stricter.html.read_text(encoding="utf-8")), "Deaths of children notified", "Target")
     assert re.search(r"Year to date \(2025-26\)\s+<40", card), card
