@@ -758,15 +758,16 @@ class QueuedNotice:
     partner_code: str | None
     load_id: str | None
     queued_at: datetime
+    message: bytes
 
 
 def queued(settings: Settings) -> list[QueuedNotice]:
-    """Notices recorded in the outbox and not yet delivered, oldest first."""
+    """Notices recorded in the outbox and not yet delivered (with their messages), oldest first."""
     with connect(settings) as con:  # a writer: it makes the outbox table of an older warehouse
         rows = con.execute(
-            """SELECT kind, idempotency_key, period, partner_code, load_id, queued_at FROM audit.outbox
+            """SELECT kind, idempotency_key, period, partner_code, load_id, queued_at, message FROM audit.outbox
                WHERE delivered_at IS NULL ORDER BY queued_at, kind, idempotency_key""").fetchall()
-    return [QueuedNotice(*r) for r in rows]
+    return [QueuedNotice(*r[:-1], bytes(r[-1])) for r in rows]
 
 
 def deliver_queued(settings: Settings) -> list[DeliveryOutcome]:
@@ -785,10 +786,7 @@ def deliver_queued(settings: Settings) -> list[DeliveryOutcome]:
 
     outcomes = []
     for notice in queued(settings):
-        with connect(settings) as con:
-            (raw,) = con.execute("SELECT message FROM audit.outbox WHERE kind = ? AND idempotency_key = ?",
-                                 [notice.kind, notice.idempotency_key]).fetchone()
-        message = BytesParser(policy=policy.default).parsebytes(bytes(raw))
+        message = BytesParser(policy=policy.default).parsebytes(notice.message)
         try:
             outcome = deliver(settings, message, notice.kind, notice.idempotency_key,
                               period=notice.period, partner_code=notice.partner_code)
