@@ -50,10 +50,11 @@ demo: airflow-init
 	$(BIN)/pkpi demo --summary
 
 # Two workers (CI has two cores); a test file's tests stay on one worker, so its module fixtures
-# (a dbt build, one ingest run of a whole corpus) are built once.
+# (a dbt build, one ingest run of a whole corpus) are built once. Files start in collection
+# order, the slowest first (SLOW_FILES in tests/conftest.py), not xdist's most-tests-first.
 PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The long crash series (issue 11): hundreds of random kill -9 of real `pkpi ingest` processes
 # and a few killed builds, each followed by recovery and the invariants of tests/support/crash.py.
@@ -62,8 +63,10 @@ SOAK_ITERATIONS ?= 300
 soak: setup
 	PKPI_SOAK_ITERATIONS=$(SOAK_ITERATIONS) $(BIN)/python -m pytest tests/test_crash_random.py -m soak -p no:cacheprovider -q
 
-# The national-scale benchmark (issue 13; benchmarks/README.md): minutes, on a quiet machine.
-# Never part of `make test`. BENCH_ARGS="--partnerships 10 --gate-rows 50000" for a quick look.
+# The national-scale benchmark (issue 13; benchmarks/README.md, docs/performance.md): at the default
+# 153 partnerships, 1 and 10 years, hours (mostly the real year's ingest), on a quiet machine. Never
+# part of `make test`. BENCH_ARGS="--partnerships 10 --years 1 2 --gate-rows 50000" for a quick look;
+# BENCH_ARGS="--root /tmp/bench --keep" reuses the ingested year on the next run.
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python benchmarks/bench.py $(BENCH_ARGS)

@@ -23,6 +23,26 @@ if "AIRFLOW_HOME" not in os.environ:
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
+# The test files that take longest, longest first (seconds of a quiet two-core run of `make
+# test`, from `--durations`; keep the list short and its order true). `make test` runs a whole
+# file on one worker (--dist loadfile) in collection order (--no-loadscope-reorder), so a long
+# file collected last would leave the other core idle while it ends: these are collected first
+# and the short files fill in around them (longest processing time first).
+SLOW_FILES = (
+    "test_airflow_scheduler.py",  # a real scheduler, DAG processor and API server: ~200 s set-up
+    "test_gate_batch.py",  # ~100 s in one test
+    "test_delivery_exactly_once.py",  # ~110 s of CPU: a scorecard rendered for each send
+    "test_e2e_airflow.py",  # ~90 s
+    "test_concurrency.py",  # ~80 s in one test
+    "test_gate_corpus.py",  # ~75 s set-up
+    "test_dags_assets.py",  # two `airflow dags test` runs
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file stays together
+
 
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch):
@@ -56,6 +76,19 @@ def _restore_umask():
     os.umask(mask)
     yield
     os.umask(mask)
+
+
+@pytest.fixture(scope="session")
+def airflow_database(tmp_path_factory) -> Path:
+    """A migrated Airflow metadata database (SQLite) to copy into a test's AIRFLOW_HOME
+    (``support.airflow_stack.install_database``): ``airflow db migrate`` runs once per test
+    session, in the folder the session's xdist workers share, instead of once per module."""
+    from support.airflow_stack import migrated_database
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # each worker's basetemp is a folder of the session's
+    return migrated_database(shared / "airflow-metadata")
 
 
 @pytest.fixture

@@ -107,7 +107,7 @@ def _write_resubmission(settings, summary) -> tuple[Path, list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+def stack(tmp_path_factory, airflow_database):
     """A running Airflow with only partnership_monthly, three months of sample returns waiting."""
     from pkpi.demo import write_sample_returns
     from pkpi.settings import Settings
@@ -121,7 +121,8 @@ def stack(tmp_path_factory):
     summary = write_sample_returns(settings, first_month="2026-01", last_month="2026-03")
     name, slots, description = WRITER_POOL
     with airflow_stack(root, [REPO / "dags" / "partnership_monthly.py"], extra_env=pkpi_env,
-                       pools={name: (slots, description)}, dag_ids=[DAG_ID]) as running:
+                       pools={name: (slots, description)}, dag_ids=[DAG_ID],
+                       database=airflow_database) as running:
         yield running, settings, summary
 
 

@@ -340,8 +340,8 @@ def test_the_failure_alert_of_an_hourly_dag_names_no_reporting_period():
 
 
 @pytest.fixture(scope="module")
-def airflow_env(tmp_path_factory):
-    from support.airflow_stack import dags_test_environment, run_command
+def airflow_env(tmp_path_factory, airflow_database):
+    from support.airflow_stack import dags_test_environment, install_database, run_command
 
     from pkpi.demo import write_sample_returns
     from pkpi.settings import Settings
@@ -354,7 +354,7 @@ def airflow_env(tmp_path_factory):
     settings = Settings.from_env({"PKPI_DATA_DIR": env["PKPI_DATA_DIR"], "PKPI_REFERENCE_DIR": str(SEEDS)})
     summary = write_sample_returns(settings, first_month="2026-02", last_month="2026-03")
     airflow = str(Path(sys.executable).with_name("airflow"))
-    run_command([airflow, "db", "migrate"], env, timeout=300, cwd=REPO)
+    install_database(airflow_database, Path(env["AIRFLOW_HOME"]))  # as `airflow db migrate` leaves it
 
     def dags_test(dag_id: str, logical_date: str, conf: dict | None = None):
         args = [airflow, "dags", "test", dag_id, logical_date]

@@ -31,6 +31,7 @@ failure message.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -75,7 +76,9 @@ class AirflowStackError(RuntimeError):
 class AirflowApi:
     """A small client for Airflow 3's REST API (``/api/v2``) with a SimpleAuthManager token."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0):
+    # Longer than the minute a metadata database connection may wait for SQLite's write lock
+    # (LOCAL_SETTINGS), so a busy moment of the test deployment is not taken for a failure.
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 90.0):
         self.base_url = base_url
         self._username = username
         self._password = password
@@ -192,6 +195,11 @@ class AirflowStack:
 
     def start(self, timeout: float = 240) -> None:
         """Start the API server, DAG processor and scheduler and wait until all are healthy."""
+        self.launch()
+        self.wait_until_healthy(timeout)
+
+    def launch(self) -> None:
+        """Start the API server, DAG processor and scheduler without waiting for them."""
         (self.home / "components").mkdir(parents=True, exist_ok=True)
         commands = {
             "api-server": ["api-server", "--host", HOST, "--port", str(self.port), "--workers", "1"],
@@ -209,7 +217,6 @@ class AirflowStack:
             finally:
                 log.close()
         self.api = AirflowApi(self.base_url, USERNAME, self.password)
-        self.wait_until_healthy(timeout)
 
     def _check_alive(self) -> None:
         for name, proc in self.processes.items():
@@ -250,7 +257,7 @@ class AirflowStack:
         raise AirflowStackError(f"The DAG {dag_id} was not parsed after {timeout:.0f}s ({last}).\n{self.diagnostics()}")
 
     def wait_for_task_state(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str],
-                            timeout: float, poll: float = 0.5) -> str:
+                            timeout: float, poll: float = 1.0) -> str:
         """Wait until a task instance reaches one of ``states`` (or finishes); returns its state."""
         wanted = set(states)
         deadline = time.monotonic() + timeout
@@ -266,7 +273,7 @@ class AirflowStack:
             f"{self.diagnostics(dag_id, run_id)}"
         )
 
-    def wait_for_runs(self, dag_id: str, run_ids: Iterable[str], timeout: float, poll: float = 2) -> dict[str, dict]:
+    def wait_for_runs(self, dag_id: str, run_ids: Iterable[str], timeout: float, poll: float = 1) -> dict[str, dict]:
         """Wait until every run has finished (success or failed); returns the runs by run id.
 
         On timeout, raises with the state of every task and the tail of the task and component
@@ -277,8 +284,11 @@ class AirflowStack:
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             self._check_alive()
+            # One request for all the runs, not one each: every answer costs the API server CPU
+            # time that the runs being waited for need.
+            runs = {run["dag_run_id"]: run for run in self.api.dag_runs(dag_id)}
             for run_id in list(pending):
-                run = self.api.dag_run(dag_id, run_id)
+                run = runs.get(run_id) or self.api.dag_run(dag_id, run_id)
                 if run["state"] in FINISHED_RUN_STATES:
                     finished[run_id] = run
                     pending.remove(run_id)
@@ -314,8 +324,12 @@ class AirflowStack:
 
     # -- shutdown -----------------------------------------------------------------------
 
-    def stop(self, grace: float = 20) -> None:
+    def stop(self, grace: float = 5) -> None:
         """Stop every component: SIGTERM to each process group, SIGKILL after ``grace`` seconds.
+
+        The grace is short: a component that has stopped its work (the API server's "Finished
+        server process", the scheduler's "Exited execute loop") then spends ten seconds and more
+        tearing down its interpreter, and nothing of a throwaway deployment needs that.
 
         Task processes run in process groups of their own, so the whole tree of every
         component is collected first and whatever outlives the grace period is killed.
@@ -384,6 +398,41 @@ def _own_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PKPI_", "AIRFLOW"))}
 
 
+def migrated_database(folder: Path) -> Path:
+    """A metadata database migrated by ``airflow db migrate``, made once in ``folder``.
+
+    Migrating a fresh SQLite database costs some seven seconds of CPU (half a minute or more of
+    a busy machine) and every migration by the same Airflow gives the same database, so the
+    test session migrates once and each Airflow test module starts from a copy (:func:`install_database`). The lock lets the
+    session's xdist workers share the folder: the first one migrates, the others wait for it.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    template = folder / "airflow.db"
+    with open(folder / "migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not template.exists():
+            partial = folder / "migrating.db"
+            partial.unlink(missing_ok=True)
+            env = _own_environment()
+            env.update({
+                "AIRFLOW_HOME": str(folder / "home"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{partial}",
+                "NO_COLOR": "1",
+            })
+            run_command([AIRFLOW, "db", "migrate"], env, timeout=300, cwd=folder)
+            os.replace(partial, template)  # complete or absent: a failed migration is not reused
+    return template
+
+
+def install_database(template: Path, home: Path) -> Path:
+    """Copy a migrated metadata database (:func:`migrated_database`) to ``home/airflow.db``,
+    where both :func:`dags_test_environment` and :func:`stack_environment` point Airflow."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, home / "airflow.db")
+    return home / "airflow.db"
+
+
 def dags_test_environment(root: Path, dags_folder: Path, reference_dir: Path,
                           extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for ``airflow dags test`` runs (no stack): Airflow's home and pkpi's data
@@ -435,6 +484,14 @@ def stack_environment(root: Path, dags_folder: Path, port: int, password_file: P
         # No cron-scheduled runs: their month would depend on today's date (see the module doc).
         "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        # A task process's calls to the execution API (start, heartbeat, finish) wait up to a
+        # minute, not five seconds: on a busy test machine the API server, itself waiting for
+        # SQLite's lock (LOCAL_SETTINGS), can take longer, the task's start then times out and
+        # is retried after the server has started it, and the task fails before it begins.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
+        # The DAG files never change during a test: parse each once, not every 30 seconds (each
+        # parse rewrites the DAG's rows, one more writer on SQLite, and costs a core for a while).
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "3600",
         "NO_COLOR": "1",
         "GX_ANALYTICS_ENABLED": "False",
         # The venv's own commands first, whatever the caller's PATH.
@@ -447,11 +504,13 @@ def stack_environment(root: Path, dags_folder: Path, port: int, password_file: P
 @contextmanager
 def airflow_stack(root: Path, dag_files: Iterable[Path], extra_env: Mapping[str, str] | None = None,
                   pools: Mapping[str, tuple[int, str]] | None = None, start_timeout: float = 240,
-                  dag_ids: Iterable[str] = ()) -> Iterator[AirflowStack]:
+                  dag_ids: Iterable[str] = (), database: Path | None = None) -> Iterator[AirflowStack]:
     """A running Airflow stack in ``root`` with only ``dag_files`` in its DAG folder.
 
-    Migrates a fresh metadata database, creates ``pools`` (name -> (slots, description)) with
-    ``airflow pools set`` as ``make airflow-init`` does, starts the components, waits until
+    Starts from a copy of ``database`` (a migrated one, :func:`migrated_database`) or else
+    migrates a fresh metadata database, starts the components, creates ``pools``
+    (name -> (slots, description)) with ``airflow pools set`` as ``make airflow-init`` does
+    while the components are still starting (that takes them most of a minute), waits until
     they are healthy and ``dag_ids`` are parsed, and always stops them on the way out.
     """
     dags_folder = root / "dags"
@@ -470,10 +529,14 @@ def airflow_stack(root: Path, dag_files: Iterable[Path], extra_env: Mapping[str,
     env = stack_environment(root, dags_folder, port, password_file, extra_env)
     stack = AirflowStack(root=root, env=env, port=port, password=password)
     try:
-        stack.cli("db", "migrate", timeout=300)
+        if database is not None:
+            install_database(database, stack.home)
+        else:
+            stack.cli("db", "migrate", timeout=300)
+        stack.launch()
         for name, (slots, description) in (pools or {}).items():
             stack.cli("pools", "set", name, str(slots), description, timeout=120)
-        stack.start(timeout=start_timeout)
+        stack.wait_until_healthy(start_timeout)
         for dag_id in dag_ids:
             stack.wait_for_dag(dag_id)
         yield stack

@@ -17,15 +17,15 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+# Figures are drawn straight onto Agg canvases, never through pyplot: no display is needed
+# (servers, Airflow workers), and pyplot's import and figure bookkeeping cost a second a run.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-matplotlib.use("Agg")  # before pyplot: servers and Airflow workers have no display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: E402
-
-from ..disclosure import Figure, format_value  # noqa: E402
-from ..files import write_atomic  # noqa: E402
-from .model import ChildDeathYear, Scorecard, ScorecardRow  # noqa: E402
+from ..disclosure import Figure, format_value
+from ..files import write_atomic
+from .model import ChildDeathYear, Scorecard, ScorecardRow
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies.
 LINE_COLOUR = "#0072B2"
@@ -80,11 +80,17 @@ def _axis_formatter(unit: str) -> FuncFormatter:
     return FuncFormatter(lambda v, _: f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}")
 
 
+def _new_chart():
+    """A figure and its axes on an Agg canvas of its own (garbage-collected with the figure)."""
+    fig = MplFigure(figsize=SIZE_INCHES)
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
     write_atomic(path, buf.getvalue())
 
 
@@ -135,7 +141,7 @@ def trend_chart(scorecard: Scorecard, row: ScorecardRow, path: Path) -> ChartFil
     hidden = [(p.label, p.figure) for p in row.series if p.figure.hidden]
     missing = [p.label for p in row.series if p.figure.missing]
 
-    fig, ax = plt.subplots(figsize=SIZE_INCHES)
+    fig, ax = _new_chart()
     xs = list(range(len(labels)))
     for i, point in enumerate(row.series):
         if point.figure.hidden:
@@ -198,7 +204,7 @@ def child_deaths_chart(scorecard: Scorecard, years: tuple[ChildDeathYear, ...], 
     A year whose split is withheld shows its total only (when that may be shown), as a hatched
     grey bar marked "split not shown".
     """
-    fig, ax = plt.subplots(figsize=SIZE_INCHES)
+    fig, ax = _new_chart()
     xs = list(range(len(years)))
     bottoms = [0.0] * len(years)
     plotted: list[tuple[str, float]] = []

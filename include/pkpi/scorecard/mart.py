@@ -3,8 +3,13 @@
 :func:`read_mart` reads ``mart.scorecard`` (joined to ``mart.dim_kpi`` for each KPI's
 definition, source and whether it is disclosive), ``mart.kpi_values`` for the counts behind each
 figure and the trends, and ``mart.fct_return_submissions`` for the returns that are missing or
-rejected, plus the disclosure decisions over the whole mart. :mod:`.assemble` turns the result
-into the disclosure-controlled :class:`~pkpi.scorecard.model.Scorecard`.
+rejected, plus the stored disclosure decisions for the figures it shows. :mod:`.assemble` turns
+the result into the disclosure-controlled :class:`~pkpi.scorecard.model.Scorecard`.
+
+Every query names the periods the scorecard shows (the month, its financial year to date, the
+13-month trend, five financial years), the partnership's own rows (``partner_code = 'ALL'``)
+and is answered by DuckDB, so the cost of a scorecard does not grow with the years of history
+or the number of partners in the warehouse.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from dataclasses import dataclass, replace
 
 import duckdb
 
-from ..periods import parse_financial_year, shift_month
-from ..disclosure import Decisions, DecisionsNotStored, load_decisions
+from ..periods import months_between, parse_financial_year, shift_month
+from ..disclosure import Decisions, DecisionsNotStored, Reason, mart_fingerprint
+from ..disclosure.decisions import SCORECARD_FIGURES, reason_text
+from ..disclosure.stored import DECISIONS_TABLE, MADE_TABLE, DecisionsForAnotherThreshold
 from ..settings import Settings
 from ..warehouse import connect
 from .model import FIVE_YEARS, TREND_MONTHS, ScorecardError, fy_of, fy_shift
@@ -59,7 +66,7 @@ class MartExtract:
     # What the published copy hides, decided over the whole mart (every month and year) by
     # `pkpi build` and stored, so that this month's scorecard hides the same figures as every
     # other month's and as the published copy: decided one scorecard at a time, a figure hidden
-    # here could be shown elsewhere.
+    # here could be shown elsewhere. Only the decisions for the periods shown are read.
     decisions: Decisions | None = None
 
 
@@ -74,7 +81,7 @@ def read_mart(settings: Settings, period: str, threshold: int) -> MartExtract:
         extract = _extract(con, period)
         if extract.rows:
             try:
-                decisions = load_decisions(con, threshold)
+                decisions = _stored_decisions(con, threshold, period)
             except DecisionsNotStored as exc:  # never decided here: every output hides the same
                 raise ScorecardError(f"The scorecard for {period} cannot be made yet. {exc}") from exc
             extract = replace(extract, decisions=decisions)
@@ -161,3 +168,78 @@ def _extract(con: duckdb.DuckDBPyConnection, period: str) -> MartExtract:
     ))
     return MartExtract(rows, months, years, deaths_by_month, deaths_by_year, gaps, latest)
 
+
+
+def shown_periods(period: str) -> tuple[list[str], list[str]]:
+    """The months (the 13-month trend and the financial year to date) and the five financial
+    years that the scorecard for ``period`` shows a figure for."""
+    fy = fy_of(period)
+    fys = [fy_shift(fy, -i) for i in range(FIVE_YEARS - 1, -1, -1)]
+    first = min(shift_month(period, -(TREND_MONTHS - 1)), parse_financial_year(fy).start.strftime("%Y-%m"))
+    return months_between(first, period), fys
+
+
+def _stored_decisions(con: duckdb.DuckDBPyConnection, threshold: int, period: str) -> Decisions:
+    """The stored disclosure decisions (:mod:`pkpi.disclosure.stored`, ``pkpi build``) for the
+    partnership's figures in the periods this scorecard shows, checked as
+    :func:`pkpi.disclosure.load_decisions` checks them (made at this threshold, over the mart as
+    it is now); the row flags are compared for this month, the only scorecard row read.
+
+    ``load_decisions`` reads every decision over the whole history and every partner into
+    Python, which grows with both; this query filters the same table by period in DuckDB.
+    """
+    if not all(_table_exists(con, "mart", t) for t in (DECISIONS_TABLE, MADE_TABLE)):
+        raise DecisionsNotStored(
+            "The KPI mart has no stored disclosure decisions: it was built by an older version of "
+            "pkpi, or its last build stopped before they were made. Run `pkpi build`, then try again."
+        )
+    made = con.execute(f"select threshold, mart_fingerprint from mart.{MADE_TABLE}").fetchall()
+    if len(made) != 1:
+        raise DecisionsNotStored(
+            f"The KPI mart's {MADE_TABLE} table should hold one row and holds {len(made)}: "
+            "run `pkpi build` to make the disclosure decisions again."
+        )
+    stored_threshold, fingerprint = made[0]
+    if stored_threshold != threshold:
+        raise DecisionsForAnotherThreshold(
+            f"The KPI mart's disclosure decisions were made with threshold {stored_threshold}, but "
+            f"PKPI_DISCLOSURE_THRESHOLD is {threshold}: run `pkpi build` so that the mart, the "
+            "published copy and every scorecard follow the new threshold.",
+            stored_threshold, threshold,
+        )
+    if fingerprint != mart_fingerprint(con):
+        raise DecisionsNotStored(
+            "The KPI mart has changed since its disclosure decisions were made (a build stopped "
+            "before it finished, or dbt was run by hand): run `pkpi build`, then try again."
+        )
+    months, years = shown_periods(period)
+    kpi_values: dict = {}
+    scorecard: dict[str, Reason] = {}
+    for decided_for, kpi, grain, at, partner, dimension, value, figure, reason in con.execute(
+        f"""
+        SELECT decided_for, kpi_code, period_grain, period, partner_code, dimension,
+               dimension_value, figure, suppression_reason
+        FROM mart.{DECISIONS_TABLE}
+        WHERE suppressed AND partner_code = 'ALL' AND (
+              (decided_for = 'scorecard' AND period = ?)
+           OR (decided_for = 'kpi_values' AND period_grain = 'month' AND list_contains(?, period))
+           OR (decided_for = 'kpi_values' AND period_grain = 'financial_year' AND list_contains(?, period)))
+        """,
+        [period, months, years],
+    ).fetchall():
+        if decided_for == "kpi_values":
+            kpi_values[(kpi, grain, at, partner, dimension, value)] = Reason(reason)
+        else:
+            scorecard.setdefault(kpi, {})[figure] = Reason(reason)
+    rows = {(period, kpi): {f: r[f] for f in SCORECARD_FIGURES if f in r} for kpi, r in sorted(scorecard.items())}
+    # As load_decisions does, for this month: flags that disagree with the decisions mean a
+    # build stopped between dbt and storing them.
+    flagged = dict(con.execute(
+        "SELECT kpi_code, suppression_reason FROM mart.scorecard WHERE period = ? AND suppressed", [period]
+    ).fetchall())
+    if flagged != {kpi: reason_text(r) for (_, kpi), r in rows.items()}:
+        raise DecisionsNotStored(
+            "The KPI mart's scorecard flags do not match its stored disclosure decisions (a build "
+            "stopped before it finished): run `pkpi build`, then try again."
+        )
+    return Decisions(threshold, kpi_values, rows)
