@@ -120,9 +120,9 @@ def stack(tmp_path_factory, airflow_database):
     settings = Settings.from_env(pkpi_env)
     summary = write_sample_returns(settings, first_month="2026-01", last_month="2026-03")
     name, slots, description = WRITER_POOL
-    with airflow_stack(root, [REPO / "dags" / "partnership_monthly.py"], extra_env=pkpi_env,
-                       pools={name: (slots, description)}, dag_ids=[DAG_ID],
-                       database=airflow_database) as running:
+    with airflow_stack(root, [REPO / "dags" / "partnership_monthly.py"], airflow_database,
+                       extra_env=pkpi_env, pools={name: (slots, description)},
+                       dag_ids=[DAG_ID]) as running:
         yield running, settings, summary
 
 

@@ -403,8 +403,9 @@ def migrated_database(folder: Path) -> Path:
 
     Migrating a fresh SQLite database costs some seven seconds of CPU (half a minute or more of
     a busy machine) and every migration by the same Airflow gives the same database, so the
-    test session migrates once and each Airflow test module starts from a copy (:func:`install_database`). The lock lets the
-    session's xdist workers share the folder: the first one migrates, the others wait for it.
+    test session migrates once and each Airflow test module starts from a copy
+    (:func:`install_database`). The lock lets the session's xdist workers share the folder: the
+    first one migrates, the others wait for it.
     """
     folder.mkdir(parents=True, exist_ok=True)
     template = folder / "airflow.db"
@@ -502,13 +503,14 @@ def stack_environment(root: Path, dags_folder: Path, port: int, password_file: P
 
 
 @contextmanager
-def airflow_stack(root: Path, dag_files: Iterable[Path], extra_env: Mapping[str, str] | None = None,
+def airflow_stack(root: Path, dag_files: Iterable[Path], database: Path,
+                  extra_env: Mapping[str, str] | None = None,
                   pools: Mapping[str, tuple[int, str]] | None = None, start_timeout: float = 240,
-                  dag_ids: Iterable[str] = (), database: Path | None = None) -> Iterator[AirflowStack]:
+                  dag_ids: Iterable[str] = ()) -> Iterator[AirflowStack]:
     """A running Airflow stack in ``root`` with only ``dag_files`` in its DAG folder.
 
-    Starts from a copy of ``database`` (a migrated one, :func:`migrated_database`) or else
-    migrates a fresh metadata database, starts the components, creates ``pools``
+    Starts from a copy of ``database`` (a migrated one, :func:`migrated_database`), starts the
+    components, creates ``pools``
     (name -> (slots, description)) with ``airflow pools set`` as ``make airflow-init`` does
     while the components are still starting (that takes them most of a minute), waits until
     they are healthy and ``dag_ids`` are parsed, and always stops them on the way out.
@@ -529,10 +531,7 @@ def airflow_stack(root: Path, dag_files: Iterable[Path], extra_env: Mapping[str,
     env = stack_environment(root, dags_folder, port, password_file, extra_env)
     stack = AirflowStack(root=root, env=env, port=port, password=password)
     try:
-        if database is not None:
-            install_database(database, stack.home)
-        else:
-            stack.cli("db", "migrate", timeout=300)
+        install_database(database, stack.home)
         stack.launch()
         for name, (slots, description) in (pools or {}).items():
             stack.cli("pools", "set", name, str(slots), description, timeout=120)

@@ -133,6 +133,63 @@ def load_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str =
     Raises :class:`DecisionsNotStored` (:class:`DecisionsForAnotherThreshold` when only the
     threshold differs) rather than deciding again: see the module docstring.
     """
+    _check_made(con, threshold, schema)
+    kpi_values: dict = {}
+    disclosive = []
+    scorecard: dict = {}
+    rows = con.execute(
+        f"select decided_for, {', '.join(_KEY)}, figure, suppressed, suppression_reason "
+        f"from {schema}.{DECISIONS_TABLE}"
+    ).fetchall()
+    for decided_for, *rest in rows:
+        key, (figure, suppressed, reason) = tuple(rest[:6]), rest[6:]
+        if decided_for == "kpi_values":
+            disclosive.append(key)
+            if suppressed:
+                kpi_values[key] = Reason(reason)
+        else:
+            scorecard.setdefault((key[2], key[0]), {})[figure] = Reason(reason)
+    scorecard = _in_figure_order(scorecard)
+    _check_flags(con, schema, scorecard, f"select period, kpi_code, suppression_reason from {schema}.scorecard "
+                 "where suppressed", [])
+    return Decisions(threshold, kpi_values, scorecard, tuple(sorted(disclosive)))
+
+
+def load_shown_decisions(con: duckdb.DuckDBPyConnection, threshold: int, period: str, months: list[str],
+                         years: list[str], schema: str = "mart") -> Decisions:
+    """The stored decisions that hide a partnership-wide figure in the periods one scorecard
+    shows: its month's scorecard row, ``months`` and ``years``; checked as
+    :func:`load_decisions` checks them, the scorecard flags for ``period`` only.
+
+    ``load_decisions`` reads every decision of every partner over the whole history into Python,
+    which grows with both; this filters the same table in DuckDB.
+    """
+    _check_made(con, threshold, schema)
+    kpi_values: dict = {}
+    scorecard: dict = {}
+    for decided_for, *key, figure, reason in con.execute(
+        f"""
+        SELECT decided_for, {', '.join(_KEY)}, figure, suppression_reason
+        FROM {schema}.{DECISIONS_TABLE}
+        WHERE suppressed AND partner_code = 'ALL' AND (
+              (decided_for = 'scorecard' AND period = ?)
+           OR (decided_for = 'kpi_values' AND period_grain = 'month' AND list_contains(?, period))
+           OR (decided_for = 'kpi_values' AND period_grain = 'financial_year' AND list_contains(?, period)))
+        """,
+        [period, months, years],
+    ).fetchall():
+        if decided_for == "kpi_values":
+            kpi_values[tuple(key)] = Reason(reason)
+        else:
+            scorecard.setdefault((key[2], key[0]), {})[figure] = Reason(reason)
+    scorecard = _in_figure_order(scorecard)
+    _check_flags(con, schema, scorecard, f"select period, kpi_code, suppression_reason from {schema}.scorecard "
+                 "where suppressed and period = ?", [period])
+    return Decisions(threshold, kpi_values, scorecard)
+
+
+def _check_made(con: duckdb.DuckDBPyConnection, threshold: int, schema: str) -> None:
+    """Refuse decisions that are missing, made at another threshold, or over another mart."""
     catalog, _, bare = schema.rpartition(".")
     if not all(_has_table(con, catalog, bare, t) for t in (DECISIONS_TABLE, MADE_TABLE)):
         raise DecisionsNotStored(
@@ -158,34 +215,23 @@ def load_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str =
             "The KPI mart has changed since its disclosure decisions were made (a build stopped "
             "before it finished, or dbt was run by hand): run `pkpi build`, then try again."
         )
-    kpi_values: dict = {}
-    disclosive = []
-    scorecard: dict = {}
-    rows = con.execute(
-        f"select decided_for, {', '.join(_KEY)}, figure, suppressed, suppression_reason "
-        f"from {schema}.{DECISIONS_TABLE}"
-    ).fetchall()
-    for decided_for, *rest in rows:
-        key, (figure, suppressed, reason) = tuple(rest[:6]), rest[6:]
-        if decided_for == "kpi_values":
-            disclosive.append(key)
-            if suppressed:
-                kpi_values[key] = Reason(reason)
-        else:
-            scorecard.setdefault((key[2], key[0]), {})[figure] = Reason(reason)
-    # suppression_reason names a row's figures in one order, whatever the order of storage.
-    scorecard = {k: {f: r[f] for f in SCORECARD_FIGURES if f in r} for k, r in sorted(scorecard.items())}
-    # dbt rebuilds mart.scorecard with nothing flagged: flags that disagree with the decisions
-    # mean a build stopped between dbt and storing them, over figures that happen to be the same.
-    flagged = {(period, kpi): reason for period, kpi, reason in con.execute(
-        f"select period, kpi_code, suppression_reason from {schema}.scorecard where suppressed"
-    ).fetchall()}
+
+
+def _in_figure_order(scorecard: dict) -> dict:
+    """suppression_reason names a row's figures in one order, whatever the order of storage."""
+    return {k: {f: r[f] for f in SCORECARD_FIGURES if f in r} for k, r in sorted(scorecard.items())}
+
+
+def _check_flags(con: duckdb.DuckDBPyConnection, schema: str, scorecard: dict, flagged_sql: str,
+                 parameters: list) -> None:
+    """dbt rebuilds mart.scorecard with nothing flagged: flags that disagree with the decisions
+    mean a build stopped between dbt and storing them, over figures that happen to be the same."""
+    flagged = {(period, kpi): reason for period, kpi, reason in con.execute(flagged_sql, parameters).fetchall()}
     if flagged != {k: reason_text(r) for k, r in scorecard.items()}:
         raise DecisionsNotStored(
             "The KPI mart's scorecard flags do not match its stored disclosure decisions (a build "
             "stopped before it finished): run `pkpi build`, then try again."
         )
-    return Decisions(threshold, kpi_values, scorecard, tuple(sorted(disclosive)))
 
 
 def mart_fingerprint(con: duckdb.DuckDBPyConnection, schema: str = "mart") -> str:

@@ -19,9 +19,8 @@ from dataclasses import dataclass, replace
 import duckdb
 
 from ..periods import months_between, parse_financial_year, shift_month
-from ..disclosure import Decisions, DecisionsNotStored, Reason, mart_fingerprint
-from ..disclosure.decisions import SCORECARD_FIGURES, reason_text
-from ..disclosure.stored import DECISIONS_TABLE, MADE_TABLE, DecisionsForAnotherThreshold
+from ..disclosure import Decisions, DecisionsNotStored
+from ..disclosure.stored import load_shown_decisions
 from ..settings import Settings
 from ..warehouse import connect
 from .model import FIVE_YEARS, TREND_MONTHS, ScorecardError, fy_of, fy_shift
@@ -180,66 +179,7 @@ def shown_periods(period: str) -> tuple[list[str], list[str]]:
 
 
 def _stored_decisions(con: duckdb.DuckDBPyConnection, threshold: int, period: str) -> Decisions:
-    """The stored disclosure decisions (:mod:`pkpi.disclosure.stored`, ``pkpi build``) for the
-    partnership's figures in the periods this scorecard shows, checked as
-    :func:`pkpi.disclosure.load_decisions` checks them (made at this threshold, over the mart as
-    it is now); the row flags are compared for this month, the only scorecard row read.
-
-    ``load_decisions`` reads every decision over the whole history and every partner into
-    Python, which grows with both; this query filters the same table by period in DuckDB.
-    """
-    if not all(_table_exists(con, "mart", t) for t in (DECISIONS_TABLE, MADE_TABLE)):
-        raise DecisionsNotStored(
-            "The KPI mart has no stored disclosure decisions: it was built by an older version of "
-            "pkpi, or its last build stopped before they were made. Run `pkpi build`, then try again."
-        )
-    made = con.execute(f"select threshold, mart_fingerprint from mart.{MADE_TABLE}").fetchall()
-    if len(made) != 1:
-        raise DecisionsNotStored(
-            f"The KPI mart's {MADE_TABLE} table should hold one row and holds {len(made)}: "
-            "run `pkpi build` to make the disclosure decisions again."
-        )
-    stored_threshold, fingerprint = made[0]
-    if stored_threshold != threshold:
-        raise DecisionsForAnotherThreshold(
-            f"The KPI mart's disclosure decisions were made with threshold {stored_threshold}, but "
-            f"PKPI_DISCLOSURE_THRESHOLD is {threshold}: run `pkpi build` so that the mart, the "
-            "published copy and every scorecard follow the new threshold.",
-            stored_threshold, threshold,
-        )
-    if fingerprint != mart_fingerprint(con):
-        raise DecisionsNotStored(
-            "The KPI mart has changed since its disclosure decisions were made (a build stopped "
-            "before it finished, or dbt was run by hand): run `pkpi build`, then try again."
-        )
+    """The stored disclosure decisions (``pkpi build``) for the partnership's figures in the
+    periods this scorecard shows, never the whole history."""
     months, years = shown_periods(period)
-    kpi_values: dict = {}
-    scorecard: dict[str, Reason] = {}
-    for decided_for, kpi, grain, at, partner, dimension, value, figure, reason in con.execute(
-        f"""
-        SELECT decided_for, kpi_code, period_grain, period, partner_code, dimension,
-               dimension_value, figure, suppression_reason
-        FROM mart.{DECISIONS_TABLE}
-        WHERE suppressed AND partner_code = 'ALL' AND (
-              (decided_for = 'scorecard' AND period = ?)
-           OR (decided_for = 'kpi_values' AND period_grain = 'month' AND list_contains(?, period))
-           OR (decided_for = 'kpi_values' AND period_grain = 'financial_year' AND list_contains(?, period)))
-        """,
-        [period, months, years],
-    ).fetchall():
-        if decided_for == "kpi_values":
-            kpi_values[(kpi, grain, at, partner, dimension, value)] = Reason(reason)
-        else:
-            scorecard.setdefault(kpi, {})[figure] = Reason(reason)
-    rows = {(period, kpi): {f: r[f] for f in SCORECARD_FIGURES if f in r} for kpi, r in sorted(scorecard.items())}
-    # As load_decisions does, for this month: flags that disagree with the decisions mean a
-    # build stopped between dbt and storing them.
-    flagged = dict(con.execute(
-        "SELECT kpi_code, suppression_reason FROM mart.scorecard WHERE period = ? AND suppressed", [period]
-    ).fetchall())
-    if flagged != {kpi: reason_text(r) for (_, kpi), r in rows.items()}:
-        raise DecisionsNotStored(
-            "The KPI mart's scorecard flags do not match its stored disclosure decisions (a build "
-            "stopped before it finished): run `pkpi build`, then try again."
-        )
-    return Decisions(threshold, kpi_values, rows)
+    return load_shown_decisions(con, threshold, period, months, years)
