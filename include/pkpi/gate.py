@@ -161,7 +161,7 @@ def _header_problems(table: TextTable, contract: Contract) -> tuple[dict[str, in
     for index, raw_name in enumerate(table.header):
         name = raw_name.strip().lower()
         if not name:
-            if any(row[index] is not None for row in table.rows):
+            if any(value is not None for value in table.column(index)):
                 problems.append(Problem("header_blank", f"Column {index + 1} has values but no "
                                         "header. Give it its contract name or delete it.", row=1))
             continue
@@ -206,7 +206,10 @@ def _normalise_date(text: pd.Series) -> pd.Series:
 
 def _contract_columns(table: TextTable, contract: Contract, positions: dict[str, int]) -> dict[str, list]:
     """The file's values of each contract column, in the contract's order (None where absent)."""
-    by_position = list(zip(*table.rows)) if table.rows else []  # one pass over the rows, not one per column
+    if table.columns is None:  # read row by row: one pass over the rows, not one per column
+        by_position = [list(values) for values in zip(*table.rows)] if table.rows else []
+    else:
+        by_position = table.columns
     columns = {}
     for c in contract.columns:
         idx = positions.get(c.name)
@@ -226,6 +229,19 @@ def _column_text(c, series: pd.Series, reference: Reference) -> pd.Series:
         lowered = series.str.lower()
         return series.where(~present, lowered.map(lookup).fillna(series))
     return series
+
+
+def _as_nanoseconds(dates: pd.Series) -> pd.Series:
+    """``dates`` at nanosecond resolution when every date fits it (years 1678 to 2261).
+
+    GX compares a datetime64[ns] column with its bounds in one vectorised step, but any other
+    resolution (pandas parses to microseconds) one value at a time in Python. A date outside
+    that span (a typing slip such as 0202-03-05) keeps its resolution and so its verdict.
+    """
+    low, high = dates.min(), dates.max()
+    if pd.isna(low) or (low >= pd.Timestamp.min and high <= pd.Timestamp.max):
+        return dates.astype("datetime64[ns]")
+    return dates
 
 
 def _frames_of(columns: dict[str, list], contract: Contract,
@@ -248,7 +264,7 @@ def _frames_of(columns: dict[str, list], contract: Contract,
             well_formed = text[c.name].str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
             candidates = text[c.name].where(well_formed, None)
             if c.type == "date":
-                typed[c.name] = pd.to_datetime(candidates, format="%Y-%m-%d", errors="coerce")
+                typed[c.name] = _as_nanoseconds(pd.to_datetime(candidates, format="%Y-%m-%d", errors="coerce"))
             else:
                 typed[c.name] = pd.to_numeric(candidates, errors="coerce").astype("float64")
         else:
@@ -275,6 +291,10 @@ class _GxRunner:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        from .gx_pandas import skip_batch_fingerprints
+
+        skip_batch_fingerprints()
 
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
