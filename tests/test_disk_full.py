@@ -34,7 +34,7 @@ DISK_MB = 64
 FIRST_MONTH, LAST_MONTH = "2026-02", "2026-03"  # 21 demo returns, one planted to be rejected
 # Free space left for the command: measured so that the ingest runs out part-way (the first
 # files load, a later COMMIT and a later copy fail) and dbt runs out in the middle of the build.
-INGEST_FREE = 2500 * 1024
+INGEST_FREE = 400 * 1024
 BUILD_FREE = 6000 * 1024
 
 

@@ -50,7 +50,7 @@ import hashlib
 import logging
 import os
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -195,29 +195,9 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
             except Exception as exc:  # the gate failed as a whole: each file fails in its turn
                 verdicts = {i: exc for i in range(len(readable))}
             position = {id(t): i for i, t in enumerate(readable)}
-            stop = False
-            for entry, item in zip(group, taken):
-                done += 1
-                try:
-                    if isinstance(item, Exception):
-                        raise item
-                    outcome = _act(settings, item, reference, verdicts.get(position[id(item)]))
-                    if outcome is None:  # still being written: no outcome, the next run looks again
-                        log.info("%s is still arriving: left in landing for a later run.", entry.relative)
-                        continue
-                except Exception as exc:  # one file's failure must not stop the other partners' files
-                    log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
-                              safe_name(exc, limit=500))
-                    failures.append((entry.path, exc))
-                    if is_disk_full(exc):  # every other file would fail the same way: they wait
-                        log.error("the disk is full: the other %d waiting file(s) were not tried and stay "
-                                  "in landing for the next run", len(waiting) - done)
-                        stop = True
-                        break
-                    continue
-                report.outcomes.append(outcome)
-                log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
-                         outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
+            with _Writer(settings) as writer:
+                stop, done = _act_on_group(settings, reference, writer, group, taken, verdicts, position,
+                                           report, failures, done, len(waiting))
             if stop:
                 break
         _deliver_notices(settings)
@@ -225,6 +205,74 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     if failures:
         raise IngestIncomplete(report, failures) from failures[0][1]
     return report
+
+
+def _act_on_group(settings, reference, writer, group, taken, verdicts, position, report, failures,
+                  done, waiting) -> tuple[bool, int]:
+    """Give each file of a group its outcome, in order; returns (stop, files done so far)."""
+    for entry, item in zip(group, taken):
+        done += 1
+        try:
+            if isinstance(item, Exception):
+                raise item
+            outcome = _act(settings, item, reference, verdicts.get(position[id(item)]), writer)
+            if outcome is None:  # still being written: no outcome, the next run looks again
+                log.info("%s is still arriving: left in landing for a later run.", entry.relative)
+                continue
+        except Exception as exc:  # one file's failure must not stop the other partners' files
+            log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
+                      safe_name(exc, limit=500))
+            failures.append((entry.path, exc))
+            writer.close(after_failure=True)  # the next file starts on a clean connection
+            if is_disk_full(exc):  # every other file would fail the same way: they wait
+                log.error("the disk is full: the other %d waiting file(s) were not tried and stay "
+                          "in landing for the next run", waiting - done)
+                return True, done
+            continue
+        report.outcomes.append(outcome)
+        log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
+                 outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
+    return False, done
+
+
+class _Writer:
+    """The warehouse connection a group of files' outcomes are written with.
+
+    Opened when the first outcome needs it and kept for the rest of the group, so a file does
+    not pay for opening the warehouse (and checkpointing it when it closes): that was most of a
+    small file's cost. The warehouse lock is held meanwhile, only while outcomes are written,
+    never while the gate judges. Each outcome still has its own transaction and settling.
+    """
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._stack: ExitStack | None = None
+        self._con = None
+
+    def __enter__(self) -> "_Writer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close(after_failure=exc[0] is not None)
+
+    def connection(self):
+        if self._con is None:
+            stack = ExitStack()
+            self._con = stack.enter_context(connect(self._settings))
+            self._stack = stack
+        return self._con
+
+    def close(self, after_failure: bool = False) -> None:
+        stack, self._stack, self._con = self._stack, None, None
+        if stack is None:
+            return
+        try:
+            stack.close()
+        except Exception as exc:
+            if not after_failure:
+                raise
+            # The failure being handled is the one to report; the next file opens its own.
+            log.warning("could not close the warehouse after a failure: %s", safe_name(exc, limit=500))
 
 
 def _deliver_notices(settings: Settings) -> None:
@@ -374,25 +422,27 @@ def _ingest_entry(settings: Settings, entry: LandingEntry, reference: Reference,
                   today: date | None) -> FileOutcome | None:
     """The entry's outcome; None for a return still being written (left untouched, no audit row)."""
     taken = _take(settings, entry)
-    return _act(settings, taken, reference, _judge_taken(settings, [taken], reference, today).get(0))
+    verdict = _judge_taken(settings, [taken], reference, today).get(0)
+    with _Writer(settings) as writer:
+        return _act(settings, taken, reference, verdict, writer)
 
 
 def _act(settings: Settings, taken: _Taken, reference: Reference,
-         verdict: "Verdict | Exception | None") -> FileOutcome | None:
+         verdict: "Verdict | Exception | None", writer: "_Writer") -> FileOutcome | None:
     """Give a taken entry its outcome (a gate failure on it is raised here, as that file's)."""
     entry = taken.entry
     if taken.kind == "unread":
-        return _refuse_unread(settings, entry, reference, taken.what, outside=taken.outside)
+        return _refuse_unread(settings, writer, entry, reference, taken.what, outside=taken.outside)
     if taken.kind == "arriving":
         return None
     if taken.kind == "too_large":
         try:
-            return _reject_too_large(settings, entry, reference, taken.size)
+            return _reject_too_large(settings, writer, entry, reference, taken.size)
         except landing.StillArriving:  # it changed while it was copied: no outcome yet
             return None
     content, stat = taken.content, taken.stat
     if taken.kind == "abandoned":
-        return _reject_abandoned(settings, entry, reference, content, stat)
+        return _reject_abandoned(settings, writer, entry, reference, content, stat)
     if isinstance(verdict, Exception):
         raise verdict
     path = entry.path
@@ -411,11 +461,11 @@ def _act(settings: Settings, taken: _Taken, reference: Reference,
     )
 
     if verdict.accepted:
-        return _accept(settings, entry, verdict, base, content, stat.st_mtime, notes)
-    return _reject(settings, reference, entry, verdict, base, content, row_count=verdict.row_count)
+        return _accept(settings, writer, entry, verdict, base, content, stat.st_mtime, notes)
+    return _reject(settings, writer, reference, entry, verdict, base, content, row_count=verdict.row_count)
 
 
-def _accept(settings: Settings, entry: LandingEntry, verdict: Verdict, base: dict, content: bytes,
+def _accept(settings: Settings, writer: _Writer, entry: LandingEntry, verdict: Verdict, base: dict, content: bytes,
             mtime: float, notes: str) -> FileOutcome:
     """Archive, load and audit an accepted file (or record a duplicate), then settle it."""
     key, load_id, checksum = verdict.key, base["load_id"], base["checksum_sha256"]
@@ -424,27 +474,27 @@ def _accept(settings: Settings, entry: LandingEntry, verdict: Verdict, base: dic
     with settling.staging(settings, place) as folder:
         _write_original(folder / name, content, mtime)
     stored = _relative(place.stored(name), settings.data_dir)
-    with connect(settings) as con:
-        with settling.committing(place), transaction(con):
-            previous = con.execute(
-                """SELECT load_id, checksum_sha256 FROM audit.loads
-                   WHERE status = 'accepted' AND return_type = ? AND partner_code = ? AND period = ?
-                   ORDER BY arrival_seq DESC LIMIT 1""",
-                [key.return_type, key.partner_code, key.period],
-            ).fetchall()  # whole: DuckDB refuses the next statement while a result is unread
-            duplicate_of = previous[0][0] if previous and previous[0][1] == checksum else None
-            if duplicate_of:
-                _audit(con, base, status="duplicate", row_count=verdict.row_count,
-                       is_nil=verdict.is_nil, stored_path=stored, duplicate_of=duplicate_of,
-                       message=f"same bytes as the current version {duplicate_of}; not loaded again")
-            else:
-                _load_rows(con, key.return_type, load_id, verdict)
-                _audit(con, base, status="accepted", row_count=verdict.row_count,
-                       is_nil=verdict.is_nil, stored_path=stored,
-                       message=notes or ("nil return" if verdict.is_nil else ""))
-            unsettled = settling.record(con, settings, place, entry, "checksum", checksum)
-        checkpoint("ingest.committed")
-        settling.settle(settings, con, unsettled)
+    con = writer.connection()
+    with settling.committing(place), transaction(con):
+        previous = con.execute(
+            """SELECT load_id, checksum_sha256 FROM audit.loads
+               WHERE status = 'accepted' AND return_type = ? AND partner_code = ? AND period = ?
+               ORDER BY arrival_seq DESC LIMIT 1""",
+            [key.return_type, key.partner_code, key.period],
+        ).fetchall()  # whole: DuckDB refuses the next statement while a result is unread
+        duplicate_of = previous[0][0] if previous and previous[0][1] == checksum else None
+        if duplicate_of:
+            _audit(con, base, status="duplicate", row_count=verdict.row_count,
+                   is_nil=verdict.is_nil, stored_path=stored, duplicate_of=duplicate_of,
+                   message=f"same bytes as the current version {duplicate_of}; not loaded again")
+        else:
+            _load_rows(con, key.return_type, load_id, verdict)
+            _audit(con, base, status="accepted", row_count=verdict.row_count,
+                   is_nil=verdict.is_nil, stored_path=stored,
+                   message=notes or ("nil return" if verdict.is_nil else ""))
+        unsettled = settling.record(con, settings, place, entry, "checksum", checksum)
+    checkpoint("ingest.committed")
+    settling.settle(settings, con, unsettled)
     status = "duplicate" if duplicate_of else "accepted"
     return FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"], status,
                        verdict.row_count, 0, stored, "duplicate of " + duplicate_of if duplicate_of else notes)
@@ -456,7 +506,7 @@ def _write_original(path: Path, content: bytes, mtime: float) -> None:
     os.utime(path, (mtime, mtime))
 
 
-def _reject(settings: Settings, reference: Reference, entry: LandingEntry, verdict: Verdict, base: dict,
+def _reject(settings: Settings, writer: _Writer, reference: Reference, entry: LandingEntry, verdict: Verdict, base: dict,
             content, *, row_count: int | None = None, remove: str = "checksum",
             notify: bool = True) -> FileOutcome:
     """Quarantine, audit and queue the partner's notice, then settle: what every rejection does.
@@ -481,20 +531,20 @@ def _reject(settings: Settings, reference: Reference, entry: LandingEntry, verdi
     if not notify:
         log.info("%s was made by the operating system, not sent by a partner: recorded without a notice",
                  outcome.file_name)
-    with connect(settings) as con:
-        with settling.committing(place), transaction(con):
-            _audit(con, dict(base, error_rules=rule_ids(problems)), status="rejected", row_count=row_count,
-                   is_nil=False, stored_path=stored, error_count=len(problems), message=summary)
-            if notice is not None:
-                # One notice per partner, return and bytes: the same bad file sent twice is told once.
-                queue(con, notice, "rejection",
-                      f"rejection:{outcome.return_type}:{outcome.partner_code}:{outcome.period}:"
-                      f"{checksum if checksum != UNREAD_CHECKSUM else load_id}",
-                      period=outcome.period, partner_code=outcome.partner_code, load_id=load_id)
-            unsettled = settling.record(con, settings, place, entry, remove,
-                                        checksum if remove == "checksum" else None)
-        checkpoint("ingest.committed")
-        settling.settle(settings, con, unsettled)
+    con = writer.connection()
+    with settling.committing(place), transaction(con):
+        _audit(con, dict(base, error_rules=rule_ids(problems)), status="rejected", row_count=row_count,
+               is_nil=False, stored_path=stored, error_count=len(problems), message=summary)
+        if notice is not None:
+            # One notice per partner, return and bytes: the same bad file sent twice is told once.
+            queue(con, notice, "rejection",
+                  f"rejection:{outcome.return_type}:{outcome.partner_code}:{outcome.period}:"
+                  f"{checksum if checksum != UNREAD_CHECKSUM else load_id}",
+                  period=outcome.period, partner_code=outcome.partner_code, load_id=load_id)
+        unsettled = settling.record(con, settings, place, entry, remove,
+                                    checksum if remove == "checksum" else None)
+    checkpoint("ingest.committed")
+    settling.settle(settings, con, unsettled)
     return outcome
 
 
@@ -541,7 +591,7 @@ def _unread_base(entry: LandingEntry, key: ReturnKey, checksum: str, size: int, 
     )
 
 
-def _refuse_unread(settings: Settings, entry: LandingEntry, reference: Reference, what: str,
+def _refuse_unread(settings: Settings, writer: _Writer, entry: LandingEntry, reference: Reference, what: str,
                    outside: bool) -> FileOutcome:
     """A link, pipe, socket or device: rejected, audited and removed, its target never touched."""
     key, layout = _claimed_key(entry, reference)
@@ -561,10 +611,10 @@ def _refuse_unread(settings: Settings, entry: LandingEntry, reference: Reference
     base = _unread_base(entry, key, UNREAD_CHECKSUM, 0, entry.mtime, entry.ctime)
     # Reached through a linked folder: nothing of it is in landing to remove (the link is refused
     # on its own when landing is next scanned).
-    return _reject(settings, reference, entry, verdict, base, None, remove="never" if outside else "entry")
+    return _reject(settings, writer, reference, entry, verdict, base, None, remove="never" if outside else "entry")
 
 
-def _reject_too_large(settings: Settings, entry: LandingEntry, reference: Reference, size: int) -> FileOutcome:
+def _reject_too_large(settings: Settings, writer: _Writer, entry: LandingEntry, reference: Reference, size: int) -> FileOutcome:
     """Over the size limit: never read into memory, copied to quarantine in chunks, rejected."""
     key, layout = _claimed_key(entry, reference)
     limit = settings.limits.max_file_bytes
@@ -579,18 +629,18 @@ def _reject_too_large(settings: Settings, entry: LandingEntry, reference: Refere
         base["checksum_sha256"], base["size_bytes"], stat = landing.copy_regular(entry, sink)
         base.update(_file_times(stat.st_mtime, stat.st_ctime))
 
-    return _reject(settings, reference, entry, verdict, base, copy,
+    return _reject(settings, writer, reference, entry, verdict, base, copy,
                    notify=entry.kind != landing.SYSTEM_FILE)
 
 
-def _reject_abandoned(settings: Settings, entry: LandingEntry, reference: Reference, content: bytes,
+def _reject_abandoned(settings: Settings, writer: _Writer, entry: LandingEntry, reference: Reference, content: bytes,
                       stat) -> FileOutcome:
     """A temporary, hidden, lock or system file left for too long: quarantined with its bytes."""
     key, layout = _claimed_key(entry, reference)
     verdict = Verdict(key=key, problems=[_abandoned_problem(settings, entry)] + layout)
     base = _unread_base(entry, key, hashlib.sha256(content).hexdigest(), len(content), stat.st_mtime,
                         stat.st_ctime)
-    return _reject(settings, reference, entry, verdict, base, content,
+    return _reject(settings, writer, reference, entry, verdict, base, content,
                    notify=entry.kind != landing.SYSTEM_FILE)
 
 
