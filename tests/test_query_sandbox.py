@@ -354,3 +354,17 @@ def test_pkpi_query_csv_and_the_row_cap(settings):
     assert done.stderr.startswith("pkpi: Only the first 3 rows are shown") and "PKPI_QUERY_MAX_ROWS" in done.stderr
     table = _pkpi(settings, "select count(*) as n from mart.dim_kpi")
     assert table.returncode == 0 and table.stdout.splitlines() == ["n ", "--", "23", "(1 row)"], table
+
+
+def test_pkpi_query_errors_exit_2_with_the_databases_message_and_csv_writes_booleans_as_published(settings):
+    for sql in ("select no_such_column from kpi_values", "select cast(kpi_code as integer) from dim_kpi"):
+        failed = _pkpi(settings, sql)
+        assert failed.returncode == 2, failed
+        assert failed.stdout == "" and "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1
+        assert failed.stderr.startswith("pkpi: The query failed (") and "Error: " in failed.stderr
+    done = _pkpi(settings, "--csv", "select kpi_code, disclosive, on_scorecard from dim_kpi "
+                 "where kpi_code in ('CDN_NOTIFICATIONS', 'CON_CONTACTS') order by kpi_code")
+    assert done.returncode == 0, done
+    # As the scorecard's CSV export writes them, so one reader parses both.
+    assert done.stdout.splitlines() == ["kpi_code,disclosive,on_scorecard", "CDN_NOTIFICATIONS,true,true",
+                                        "CON_CONTACTS,false,true"]

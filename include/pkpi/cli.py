@@ -196,7 +196,8 @@ def _cmd_query(args, settings: Settings) -> int:
     if args.csv:
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows(rows)
+        # Booleans as the published CSV files write them (true/false), not Python's True/False.
+        writer.writerows([("true" if v else "false") if isinstance(v, bool) else v for v in row] for row in rows)
         if result.note:  # on stderr, so the CSV stays clean
             print(f"pkpi: {result.note}", file=sys.stderr)
         return 0
