@@ -363,6 +363,26 @@ def test_pkpi_ingest_exits_0_when_returns_are_rejected(cli_env, capsys):
     assert "quarantine/training/NNC/" in out
 
 
+def test_a_file_outside_the_layout_is_named_by_what_is_known_never_none(cli_env, capsys, caplog):
+    settings = cli_env
+    drop_file(settings.landing_dir, "training/NCT/oops.csv", csv_bytes([HEADERS["training"]]), UPLOADED)
+
+    with caplog.at_level("INFO", logger="pkpi.ingest"):
+        assert main(["ingest"]) == 0
+    out = capsys.readouterr().out
+    assert "rejected training/NCT/oops.csv: 1 problem(s): path_layout" in out
+    assert "rejected training/NCT/oops.csv: " in caplog.text
+    [notice] = list(settings.outbox_dir.glob("*.eml"))
+    assert "training_NCT_" in notice.name
+    subject = email.message_from_bytes(notice.read_bytes(), policy=email.policy.default)["Subject"]
+    assert "an unknown period (oops.csv)" in subject
+    with connect(settings, read_only=True) as con:
+        [(key,)] = con.execute("SELECT idempotency_key FROM audit.outbox").fetchall()
+    assert key.startswith("rejection:training:NCT:")
+    for text in (out, caplog.text, notice.name, subject, key):
+        assert "None" not in text, text
+
+
 def test_pkpi_usage_error_exits_2(cli_env, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["status", "--period", "2025-13"])

@@ -72,10 +72,10 @@ def _parser() -> argparse.ArgumentParser:
 def _print_ingest(report) -> None:
     print(report.summary())
     for o in report.rejected:
-        print(f"  rejected {o.return_type}/{o.partner_code}/{o.period}/{o.file_name}: {o.message}")
+        print(f"  rejected {o.where}: {o.message}")
         print(f"    errors file and report: {o.stored_path.rsplit('/', 1)[0]}/")
     for o in report.duplicates:
-        print(f"  duplicate {o.return_type}/{o.partner_code}/{o.period}/{o.file_name}: not loaded again")
+        print(f"  duplicate {o.where}: not loaded again")
 
 
 def _print_scorecard(output, settings: Settings) -> None:

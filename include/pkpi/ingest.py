@@ -88,6 +88,17 @@ class FileOutcome:
     message: str = ""
     problems: tuple[Problem, ...] = ()
 
+    @property
+    def known_parts(self) -> tuple[str, ...]:
+        """Return type, partner and period, as far as the file's place in landing told them."""
+        return tuple(v for v in (self.return_type, self.partner_code, self.period) if v)
+
+    @property
+    def where(self) -> str:
+        """The file as a person reads it: what is known of its return, then its name
+        ("contacts/NCT/2026-03/contacts.csv"; "training/PROB/oops.csv" when a folder is missing)."""
+        return "/".join((*self.known_parts, self.file_name))
+
 
 @dataclass
 class IngestReport:
@@ -230,8 +241,7 @@ def _act_on_group(settings, reference, writer, group, taken, verdicts, position,
                 return True, done
             continue
         report.outcomes.append(outcome)
-        log.info("%s %s/%s/%s %s: %s", outcome.status, outcome.return_type, outcome.partner_code,
-                 outcome.period, outcome.file_name, outcome.message or f"{outcome.row_count} row(s)")
+        log.info("%s %s: %s", outcome.status, outcome.where, outcome.message or f"{outcome.row_count} row(s)")
     return False, done
 
 
@@ -538,8 +548,8 @@ def _reject(settings: Settings, writer: _Writer, reference: Reference, entry: La
         if notice is not None:
             # One notice per partner, return and bytes: the same bad file sent twice is told once.
             queue(con, notice, "rejection",
-                  f"rejection:{outcome.return_type}:{outcome.partner_code}:{outcome.period}:"
-                  f"{checksum if checksum != UNREAD_CHECKSUM else load_id}",
+                  ":".join(("rejection", *outcome.known_parts,
+                            checksum if checksum != UNREAD_CHECKSUM else load_id)),
                   period=outcome.period, partner_code=outcome.partner_code, load_id=load_id)
         unsettled = settling.record(con, settings, place, entry, remove,
                                     checksum if remove == "checksum" else None)
