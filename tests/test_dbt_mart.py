@@ -1143,31 +1143,80 @@ def test_build_with_read_only_project_reporting_month_and_full_refresh(built, tm
 RECORD_LEVEL = ("fct_contacts", "fct_training_events", "fct_child_death_notifications", "fct_finance_contributions")
 
 
-def test_an_incremental_build_equals_a_full_rebuild_in_every_mart_table(built, tmp_path):
-    """The fixture was built in two steps (the second incremental, with late arrivals and a
-    resubmission); rebuilt from scratch, every mart table holds exactly the same rows: the KPI
-    tables, the scorecard and the stored disclosure decisions as well as the facts."""
-    source = built["settings"]
-    settings = make_settings(tmp_path)
+def loads_step_three() -> list[dict]:
+    """Loaded on a copy after the fixture's two builds: a late resubmission of an old month whose
+    referral makes a later month's referral a re-referral (K6 by LA1 2023-06-10, then 2024-04-02,
+    in the next financial year), and a late return for an old month (OLD's training for 2024-01,
+    owed and missing until now)."""
+    return [
+        load("C-2306b", "contacts", "LA1", "2023-06", "2024-06-20 09:00", rows=[
+            contact("c30", "K6", "2023-06-10", "police", "referral", "2023-06-10"),
+        ]),
+        load("T-OLD-2401", "training", "OLD", "2024-01", "2024-06-21 09:00", rows=[
+            ("t9", "F2F-X", "face_to_face", "attended", "2024-01-15", "police", "yes"),
+        ]),
+    ]
+
+
+def _copy_warehouse(source: Settings, root: Path) -> Settings:
+    settings = make_settings(root)
     settings.data_dir.mkdir(parents=True)
     with connect(source, read_only=True):  # hold the shared lock while copying the file
         shutil.copy(source.warehouse_path, settings.warehouse_path)
-    assert build_mart(settings, full_refresh=True).ok
+    return settings
+
+
+LA1_REREFERRALS_2404 = (
+    "mart.kpi_values where kpi_code = 'CON_REREFERRAL_12M_PCT' and period_grain = 'month' "
+    "and period = '2024-04' and partner_code = 'LA1' and dimension = 'total'"
+)
+# The incremental tables a full rebuild is compared with, beyond every mart table.
+INCREMENTAL_INTERMEDIATE = (
+    "int_kpi_scopes", "int_kpi_contacts", "int_kpi_training", "int_kpi_child_deaths", "int_kpi_returns",
+    "int_kpi_values", "int_scorecard_rows", "int_load_periods",
+)
+
+
+def test_an_incremental_build_equals_a_full_rebuild_in_every_mart_table(built, tmp_path):
+    """The fixture was built in two steps (the second incremental, with late arrivals and a
+    resubmission); a third incremental step on a copy adds a late resubmission of an old month
+    that changes a later month's re-referral rate, and a late return for an old month. Rebuilt
+    from scratch, every mart table and every incremental KPI table holds exactly the same rows:
+    the KPI tables, the scorecard and the stored disclosure decisions as well as the facts. The
+    third step computes only the months it touched again."""
+    settings = _copy_warehouse(built["settings"], tmp_path / "incremental")
+    write_loads(settings, loads_step_three())
+    assert build_mart(settings, publish_after=False).ok
+    rebuilt = _copy_warehouse(settings, tmp_path / "rebuilt")
+    assert build_mart(rebuilt, full_refresh=True, publish_after=False).ok
     with duckdb.connect() as con:
-        con.execute(f"attach '{source.warehouse_path}' as incremental (read_only)")
-        con.execute(f"attach '{settings.warehouse_path}' as rebuilt (read_only)")
+        con.execute(f"attach '{settings.warehouse_path}' as incremental (read_only)")
+        con.execute(f"attach '{rebuilt.warehouse_path}' as rebuilt (read_only)")
+        # Only the months whose inputs changed (and their financial years) were computed again.
+        touched = {m for (m,) in con.execute(
+            "select period from incremental.intermediate.int_kpi_periods where target = 'kpi' and period_grain = 'month'"
+        ).fetchall()}
+        assert touched == {"2023-06", "2024-01", "2024-04"}
+        # The step did change a later month: K6's 2024-04-02 referral by LA1 is a re-referral now.
+        after = con.execute(f"select numerator from incremental.{LA1_REREFERRALS_2404}").fetchone()[0]
+    with connect(built["settings"], read_only=True) as earlier:
+        before = earlier.execute(f"select numerator from {LA1_REREFERRALS_2404}").fetchone()[0]
+    assert (before, after) == (1, 2)
+    with duckdb.connect() as con:
+        con.execute(f"attach '{settings.warehouse_path}' as incremental (read_only)")
+        con.execute(f"attach '{rebuilt.warehouse_path}' as rebuilt (read_only)")
         tables = sorted(t for (t,) in con.execute(
             "select table_name from duckdb_tables() where database_name = 'incremental' and schema_name = 'mart'"
         ).fetchall())
-        assert {"kpi_values", "scorecard", "disclosure_decisions", *RECORD_LEVEL} <= set(tables)
-        for table in tables:
-            if table == "disclosure_decisions_made":
-                continue  # when and how long: differs by design; the decisions themselves are compared
+        assert {"kpi_values", "scorecard", "disclosure_decisions", "kpi_build_inputs", *RECORD_LEVEL} <= set(tables)
+        compared = [f"mart.{t}" for t in tables if t != "disclosure_decisions_made"]  # when and how long: differs by design
+        compared += [f"intermediate.{t}" for t in INCREMENTAL_INTERMEDIATE]
+        for table in compared:
             for a, b in (("incremental", "rebuilt"), ("rebuilt", "incremental")):
                 extra = con.execute(
-                    f"select count(*) from (select * from {a}.mart.{table} except all select * from {b}.mart.{table})"
+                    f"select count(*) from (select * from {a}.{table} except all select * from {b}.{table})"
                 ).fetchone()[0]
-                assert extra == 0, f"mart.{table}: {extra} row(s) in the {a} build and not in the {b} one"
+                assert extra == 0, f"{table}: {extra} row(s) in the {a} build and not in the {b} one"
 
 
 def _set_writable(root: Path, writable: bool) -> None:

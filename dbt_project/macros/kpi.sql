@@ -70,8 +70,9 @@ from (
             {%- endfor %}
             count({{ key }}) as event_count
         from {{ relation }} as e
+        where {{ touched_record('e', periods) }}
         {%- if where %}
-        where {{ where }}
+          and ({{ where }})
         {%- endif %}
         group by all
     ) as c
@@ -147,6 +148,7 @@ from (
         and e.{{ dimension }} = d.dimension_value
         {%- endif %}
     where s.source = '{{ source }}'
+      and {{ touched_period('s.period_grain', 's.period') }}
     {%- if grains %}
       and s.period_grain in {{ sql_list(grains) }}
     {%- endif %}
@@ -158,4 +160,9 @@ from (
 {#- The financial year before a YYYY-YY label: 2024-25 -> 2023-24. -#}
 {% macro previous_financial_year(fy_label_expr) -%}
     printf('%04d-%02d', cast(left({{ fy_label_expr }}, 4) as integer) - 1, cast(left({{ fy_label_expr }}, 4) as integer) % 100)
+{%- endmacro %}
+
+{#- The financial year after a YYYY-YY label: 2024-25 -> 2025-26. -#}
+{% macro next_financial_year(fy_label_expr) -%}
+    printf('%04d-%02d', cast(left({{ fy_label_expr }}, 4) as integer) + 1, (cast(left({{ fy_label_expr }}, 4) as integer) + 2) % 100)
 {%- endmacro %}

@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Child death KPIs (docs/mart.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Notifications are placed by notification_date. Nil returns are normal here and read 0.
 

@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Contacts KPIs (docs/mart.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Contacts and referrals are placed by contact_date; the re-referral flag comes from
 -- int_referrals, whose look-back spans every loaded month.
@@ -31,6 +32,7 @@ per_10k as (
         and e.scope_period = s.period
         and e.scope_partner = s.partner_code
     where s.source = 'contacts' and s.period_grain = 'financial_year'
+      and {{ touched_period('s.period_grain', 's.period') }}
     group by all
 )
 

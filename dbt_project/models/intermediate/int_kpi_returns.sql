@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Return compliance KPIs (docs/mart.md, the KPI catalogue). RET_ON_TIME_PCT: expected returns whose
 -- latest accepted file arrived by the due date, over expected returns; a monthly return counts
 -- in its month and financial year, an annual return in its financial year only.

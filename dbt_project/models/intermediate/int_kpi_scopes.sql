@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Which (source, period grain, period, partner) combinations get KPI rows. A KPI exists for
 -- ALL and for each partner that submitted the source return for the period (a nil return
 -- included, so it shows zeros rather than missing rows). Monthly returns feed both grains;
@@ -28,9 +29,11 @@ data_scopes as (
     from latest
     {%- for return_type in return_types_placed_by_date() %}
     union
-    select '{{ return_type }}', 'month', month, partner_code from {{ ref('int_' ~ return_type ~ '_current') }}
+    select '{{ return_type }}', 'month', month, partner_code from {{ ref('int_' ~ return_type ~ '_current') }} as e
+    where {{ touched_record('e', ['month']) }}
     union
-    select '{{ return_type }}', 'financial_year', financial_year, partner_code from {{ ref('int_' ~ return_type ~ '_current') }}
+    select '{{ return_type }}', 'financial_year', financial_year, partner_code from {{ ref('int_' ~ return_type ~ '_current') }} as e
+    where {{ touched_record('e', ['financial_year']) }}
     {%- endfor %}
 ),
 
@@ -70,9 +73,12 @@ compliance_scopes as (
 ),
 
 partner_scopes as (
-    select * from data_scopes
-    union
-    select * from compliance_scopes
+    select * from (
+        select * from data_scopes
+        union
+        select * from compliance_scopes
+    ) as p
+    where {{ touched_period('p.period_grain', 'p.period') }}
 )
 
 select source, period_grain, period, partner_code, false as is_partnership

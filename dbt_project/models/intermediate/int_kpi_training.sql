@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Training KPIs (docs/mart.md, the KPI catalogue), both grains, ALL and each submitting partner.
 -- Events are placed by event_date.
 

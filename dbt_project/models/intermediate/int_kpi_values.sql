@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Every KPI's rows before the mart adds the catalogue's flags: the union of int_kpi_<source>,
 -- one per return type (contracts()) plus return compliance (int_kpi_returns). mart.kpi_values
 -- and the scorecard rows both read it, so no intermediate model depends on the mart.
@@ -15,6 +16,7 @@ select
     cast(denominator as double) as denominator,
     cast(value as double) as value
 from {{ ref('int_kpi_' ~ source) }}
+where {{ touched_period('period_grain', 'period') }}
 {%- if not loop.last %}
 union all
 {%- endif %}

@@ -1,3 +1,4 @@
+{{ incremental_kpis('scorecard') }}
 -- The rows of the monthly scorecard (docs/scorecard.md), before mart.scorecard adds the
 -- disclosure flags (pkpi build sets them, docs/mart.md): one row per reporting month and KPI with
 -- on_scorecard true, partnership level (ALL, total). Reporting months are the months of
@@ -26,7 +27,8 @@ with kpis as (
 months as (
     select m.month, m.financial_year, m.month_start
     from {{ ref('int_month_spine') }} as m
-    where exists (
+    where {{ touched_period("'month'", 'm.month', 'scorecard') }}
+      and exists (
         select 1 from {{ ref('int_kpi_values') }} as v
         where v.period_grain = 'month' and v.period = m.month and v.partner_code = 'ALL'
     )

@@ -1,3 +1,4 @@
+{{ incremental_kpis() }}
 -- Every KPI in the catalogue (docs/mart.md, the KPI catalogue): one row per kpi_code, grain,
 -- period, partner (or ALL) and breakdown value. value is unrounded; percentages are
 -- 100 x numerator / denominator and null when the denominator is 0. The rows are
@@ -19,3 +20,4 @@ select
     {{ is_disclosive('v.kpi_code', 'v.dimension', 'k.disclosive') }} as disclosive
 from {{ ref('int_kpi_values') }} as v
 left join {{ ref('dim_kpi') }} as k on k.kpi_code = v.kpi_code
+where {{ touched_period('v.period_grain', 'v.period') }}

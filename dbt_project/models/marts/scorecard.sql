@@ -1,3 +1,4 @@
+{{ incremental_kpis('scorecard') }}
 -- The monthly scorecard (docs/scorecard.md): one row per reporting month and KPI with
 -- on_scorecard true, partnership level. The figures, RAG and trend are int_scorecard_rows'.
 -- suppressed and suppression_reason say which of them disclosure control hides wherever the
@@ -33,3 +34,4 @@ select
     r.disclosive,
     r.display_order
 from {{ ref('int_scorecard_rows') }} as r
+where {{ touched_period("'month'", 'r.period', 'scorecard') }}

@@ -1,0 +1,81 @@
+-- The periods an incremental run of the KPI tables computes again (macros/incremental_kpis.sql):
+--   target 'kpi'        (period_grain, period) of int_kpi_* and kpi_values: every period whose
+--                       inputs changed since the last build (int_kpi_inputs against the stored
+--                       mart.kpi_build_inputs), the financial year of each month, and the year
+--                       after each year (FIN_YOY_CHANGE_PCT compares with the year before)
+--   target 'scorecard'  the reporting months of int_scorecard_rows and scorecard: every month
+--                       of those years and of the year after them (a month's row reads the
+--                       previous month, the same month a year earlier and the year to date)
+-- Every period, when there is no stored copy yet or the reference data or the code changed.
+-- The stored copy is read by name, not ref(): it is written from this build's inputs once
+-- every KPI table is built, so a failed build leaves it as it was and the next run redoes
+-- the same periods.
+
+{%- set built = adapter.get_relation(database=this.database, schema='mart', identifier='kpi_build_inputs') if execute else none %}
+
+with inputs as (
+    select input, period_grain, period from {{ ref('int_kpi_inputs') }}
+),
+
+{%- if built is not none %}
+
+built as (
+    select input, period_grain, period from {{ built }}
+),
+
+changed as (
+    (select * from inputs except select * from built)
+    union all
+    (select * from built except select * from inputs)
+),
+
+every_period as (
+    select period_grain, period from inputs
+    union
+    select period_grain, period from built
+),
+{%- else %}
+
+changed as (
+    select 'no stored copy' as input, 'all' as period_grain, 'all' as period
+),
+
+every_period as (
+    select period_grain, period from inputs
+),
+{%- endif %}
+
+direct as (
+    select period_grain, period from changed where period_grain <> 'all'
+    union
+    select period_grain, period from every_period
+    where period_grain <> 'all' and exists (select 1 from changed where period_grain = 'all')
+),
+
+years as (
+    select period as financial_year from direct
+    where period_grain = 'financial_year' and {{ is_financial_year_label('period') }}
+    union
+    select {{ financial_year_label(month_start('period')) }} from direct
+    where period_grain = 'month' and {{ is_month_label('period') }}
+),
+
+kpi_years as (
+    select financial_year from years
+    union
+    select {{ next_financial_year('financial_year') }} from years
+),
+
+scorecard_years as (
+    select financial_year from kpi_years
+    union
+    select {{ next_financial_year('financial_year') }} from kpi_years
+)
+
+select 'kpi' as target, 'month' as period_grain, period from direct where period_grain = 'month'
+union
+select 'kpi', 'financial_year', financial_year from kpi_years
+union
+select 'scorecard', 'month', m.month
+from {{ ref('int_month_spine') }} as m
+where m.financial_year in (select financial_year from scorecard_years)
