@@ -14,7 +14,7 @@ work as `pkpi build`:
 
 **Schedule**: any raw table's asset event (from `partner_returns_ingest`), collected into one run
 at a time, and daily at 06:30 UK time (a return turns "missing" with the date alone). **Params**:
-`full_refresh` rebuilds the record-level facts (after changing a fact model). **Failures**: a busy
+`full_refresh` rebuilds the incremental facts and KPI tables from scratch. **Failures**: a busy
 warehouse or a timeout is retried; a failed dbt test is not (fix it, then clear the task).
 `PKPI_ENGINEER_EMAILS` are emailed; `published/` stays at the last good build. Why one build task
 rather than astronomer-cosmos's task per model (measured): docs/orchestration.md.

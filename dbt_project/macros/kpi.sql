@@ -11,6 +11,9 @@
     kpi() then produces kpi_values rows for one KPI: every scope of its source (int_kpi_scopes)
     gets a row, crossed with every value of the breakdown when there is one
     (int_dimension_values), so a nil return or an empty breakdown value reads 0, not missing.
+
+    In an incremental run of the calling model both read only the periods int_kpi_periods
+    names (touched_record, touched_period: macros/incremental_kpis.sql).
 -#}
 
 {#- columns: what KPIs filter or break down by (a KPI's conditions may use only these, plus

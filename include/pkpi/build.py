@@ -20,6 +20,7 @@ query on the published copy (``pkpi query``) is :func:`pkpi.query.query_publishe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -176,14 +177,26 @@ def _check_reference_dir(settings: Settings) -> None:
         )
 
 
-def dbt_vars(period: str | None = None) -> dict:
+def dbt_vars(period: str | None = None, project_dir: Path | None = None) -> dict:
     """The vars every dbt run gets: the contracts (the project keeps no copy of them), which rows
-    are disclosive (the rule of pkpi.disclosure.rules, for mart.kpi_values.disclosive) and a
-    reporting month to include even before any of its returns has arrived."""
+    are disclosive (the rule of pkpi.disclosure.rules, for mart.kpi_values.disclosive), a
+    reporting month to include even before any of its returns has arrived and, given the dbt
+    project, a fingerprint of its macros (dbt's graph fingerprints the models but not the
+    macros; int_kpi_inputs recomputes every period of the incremental KPI tables when it changes)."""
     values = {**contract_vars(), **disclosure_rules()}
     if period is not None:
         values["reporting_month"] = period
+    if project_dir is not None:
+        values["macros_fingerprint"] = macros_fingerprint(project_dir)
     return values
+
+
+def macros_fingerprint(project_dir: Path) -> str:
+    """A digest of the dbt project's macro files (names and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted((project_dir / "macros").rglob("*.sql")):
+        digest.update(path.relative_to(project_dir).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def dbt_args(settings: Settings, command: str | Sequence[str] = "build", period: str | None = None,
@@ -204,7 +217,7 @@ def dbt_args(settings: Settings, command: str | Sequence[str] = "build", period:
         "--log-level", "none",
         "--log-level-file", "info",
     ]
-    args += ["--vars", json.dumps(dbt_vars(period))]
+    args += ["--vars", json.dumps(dbt_vars(period, settings.dbt_project_dir))]
     if full_refresh:
         args.append("--full-refresh")
     args += list(extra)
@@ -284,7 +297,7 @@ def build_mart(settings: Settings, period: str | None = None, full_refresh: bool
 
     ``period`` (``YYYY-MM``) makes sure that month is in the mart even before any of its returns
     arrive, so they show as missing. ``full_refresh`` rebuilds the incremental record-level
-    facts from scratch. Holds the warehouse's exclusive lock while dbt runs and the disclosure
+    facts and KPI tables from scratch. Holds the warehouse's exclusive lock while dbt runs and the disclosure
     decisions over the new mart are stored; raises :class:`BuildFailed`, listing every failing
     node, when anything fails (nothing is published then).
     """

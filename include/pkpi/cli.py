@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="validate and load every file waiting in landing")
     b = sub.add_parser("build", help="build and test the KPI mart, then refresh the published copy")
     b.add_argument("--full-refresh", action="store_true",
-                   help="rebuild the incremental facts from scratch (after a contract change)")
+                   help="rebuild the incremental facts and KPI tables from scratch (after a contract change)")
     s = sub.add_parser("scorecard", help="produce the scorecard for a month")
     s.add_argument("--period", required=True, type=_month, help="YYYY-MM")
     s.add_argument("--send", action="store_true", help="email it (or write it to outbox/ without SMTP)")

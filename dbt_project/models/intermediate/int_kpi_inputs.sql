@@ -11,7 +11,7 @@
 --   spine <month> <expected>   the months the mart covers and expects returns for
 --   reference <fingerprint>    reference data, the catalogue, breakdown values (a new course
 --                              code), the contracts, the disclosure rule and the project's
---                              models: any change makes every period change ('all')
+--                              models and macros: any change makes every period change ('all')
 
 with load_states as (
     select load_id, 'latest' as state from {{ ref('int_latest_returns') }}
@@ -32,7 +32,7 @@ reference_parts as (
             {%- if node.resource_type in ('model', 'seed') %}{% do code.append(node.unique_id ~ node.checksum.checksum) %}{% endif %}
         {%- endfor %}
     {%- endif %}
-    select '{{ local_md5(tojson(var("contracts")) ~ tojson(var("disclosive")) ~ (code | join(","))) }}'
+    select '{{ local_md5(tojson(var("contracts")) ~ tojson(var("disclosive")) ~ var("macros_fingerprint", "") ~ (code | join(","))) }}'
 )
 
 select 'load ' || s.load_id || ' ' || s.state as input, p.period_grain, p.period

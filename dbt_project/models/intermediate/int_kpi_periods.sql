@@ -6,12 +6,14 @@
 --   target 'scorecard'  the reporting months of int_scorecard_rows and scorecard: every month
 --                       of those years and of the year after them (a month's row reads the
 --                       previous month, the same month a year earlier and the year to date)
--- Every period, when there is no stored copy yet or the reference data or the code changed.
+-- Every period on a full refresh, when there is no stored copy yet, or when the reference data
+-- or the code changed.
 -- The stored copy is read by name, not ref(): it is written from this build's inputs once
 -- every KPI table is built, so a failed build leaves it as it was and the next run redoes
 -- the same periods.
 
-{%- set built = adapter.get_relation(database=this.database, schema='mart', identifier='kpi_build_inputs') if execute else none %}
+{#- A full refresh computes every period, as a first build does. -#}
+{%- set built = adapter.get_relation(database=this.database, schema='mart', identifier='kpi_build_inputs') if execute and not flags.FULL_REFRESH else none %}
 
 with inputs as (
     select input, period_grain, period from {{ ref('int_kpi_inputs') }}

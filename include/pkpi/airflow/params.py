@@ -74,9 +74,9 @@ def wait_minutes_param() -> Param:
 
 
 def full_refresh_param() -> Param:
-    """``full_refresh``: rebuild the record-level facts from scratch (``pkpi build --full-refresh``)."""
+    """``full_refresh``: rebuild the incremental facts and KPI tables from scratch (``pkpi build --full-refresh``)."""
     return Param(False, type="boolean", title="Full refresh",
-                 description="Rebuild the record-level facts from scratch.")
+                 description="Rebuild the incremental facts and KPI tables from scratch.")
 
 
 # --- what a run decides -----------------------------------------------------------------------
