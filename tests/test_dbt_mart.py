@@ -1173,7 +1173,7 @@ LA1_REREFERRALS_2404 = (
 # The incremental tables a full rebuild is compared with, beyond every mart table.
 INCREMENTAL_INTERMEDIATE = (
     "int_kpi_scopes", "int_kpi_contacts", "int_kpi_training", "int_kpi_child_deaths", "int_kpi_returns",
-    "int_kpi_values", "int_scorecard_rows", "int_load_periods",
+    "int_kpi_values", "int_scorecard_rows", "int_referrals", "int_load_periods",
 )
 
 

@@ -7,7 +7,8 @@
     made of changed (int_kpi_inputs lists what each period is made of). A full refresh, or a
     table that does not exist yet, computes every period.
 
-    target: 'kpi' keys rows by (period_grain, period); 'scorecard' by the reporting month. -#}
+    target: 'kpi' keys rows by (period_grain, period); 'scorecard' by the reporting month;
+    'records' (int_referrals) by the month a record falls in. -#}
 {% macro incremental_kpis(target='kpi') -%}
 {{ config(
     materialized='incremental',
@@ -21,7 +22,11 @@
 {% macro delete_touched_periods(target) -%}
     {%- if is_incremental() -%}
     delete from {{ this }}
-    where {{ touched_period('period_grain' if target == 'kpi' else "'month'", 'period', target) }}
+    where
+    {%- if target == 'kpi' %} {{ touched_period('period_grain', 'period') }}
+    {%- elif target == 'scorecard' %} {{ touched_period("'month'", 'period', 'scorecard') }}
+    {%- else %} {{ touched_period("'month'", 'month') }}
+    {%- endif -%}
     {%- endif -%}
 {%- endmacro %}
 

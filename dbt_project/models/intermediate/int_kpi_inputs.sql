@@ -4,10 +4,6 @@
 -- gone must be computed again; every other period would come out the same.
 --   load <id> latest|rejected  the latest accepted version of a return, or a rejected file
 --                              (return compliance), in each period of int_load_periods
---   rereferrals <partner> <h>  the set of re-referrals a partner's month holds (a fingerprint):
---                              a referral added or withdrawn anywhere changes the flags of the
---                              same child's referrals in the 365 days after it, whatever month
---                              those are counted in, and this row says which months changed
 --   spine <month> <expected>   the months the mart covers and expects returns for
 --   reference <fingerprint>    reference data, the catalogue, breakdown values (a new course
 --                              code), the contracts, the disclosure rule and the project's
@@ -38,14 +34,6 @@ reference_parts as (
 select 'load ' || s.load_id || ' ' || s.state as input, p.period_grain, p.period
 from load_states as s
 inner join {{ ref('int_load_periods') }} as p on p.load_id = s.load_id
-union all
-select
-    'rereferrals ' || partner_code || ' ' || cast(sum(hash(record_key)::hugeint) as varchar),
-    'month',
-    month
-from {{ ref('int_referrals') }}
-where is_rereferral_12m
-group by partner_code, month
 union all
 select 'spine ' || month || ' ' || cast(is_expected_month as varchar), 'month', month
 from {{ ref('int_month_spine') }}

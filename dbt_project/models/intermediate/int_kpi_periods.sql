@@ -1,7 +1,8 @@
 -- The periods an incremental run of the KPI tables computes again (macros/incremental_kpis.sql):
 --   target 'kpi'        (period_grain, period) of int_kpi_* and kpi_values: every period whose
 --                       inputs changed since the last build (int_kpi_inputs against the stored
---                       mart.kpi_build_inputs), the financial year of each month, and the year
+--                       mart.kpi_build_inputs) or whose re-referral flags a changed referral
+--                       changes, the financial year of each month, and the year
 --                       after each year (FIN_YOY_CHANGE_PCT compares with the year before)
 --   target 'scorecard'  the reporting months of int_scorecard_rows and scorecard: every month
 --                       of those years and of the year after them (a month's row reads the
@@ -47,8 +48,35 @@ every_period as (
 ),
 {%- endif %}
 
+-- A referral added or withdrawn (its load became or stopped being the latest) changes the
+-- re-referral flag of the same partner's referrals of the same child in the 365 days after it,
+-- whatever month those are counted in: their months are touched too.
+changed_referrals as (
+    select l.partner_code, r.child_id, r.referral_date
+    from {{ ref('stg_contacts') }} as r
+    inner join {{ ref('stg_loads') }} as l on l.load_id = r.load_id
+    where r.outcome = 'referral'
+      and r.load_id in (
+          select regexp_extract(input, '^load (.*) (latest|rejected)$', 1) from changed
+          where starts_with(input, 'load ')
+      )
+),
+
+rereferral_months as (
+    select distinct c.month
+    from {{ ref('int_contacts_current') }} as c
+    inner join changed_referrals as x
+        on x.partner_code = c.partner_code
+        and x.child_id = c.child_id
+        and c.referral_date > x.referral_date
+        and c.referral_date <= x.referral_date + 365
+    where c.outcome = 'referral'
+),
+
 direct as (
     select period_grain, period from changed where period_grain <> 'all'
+    union
+    select 'month', month from rereferral_months
     union
     select period_grain, period from every_period
     where period_grain <> 'all' and exists (select 1 from changed where period_grain = 'all')

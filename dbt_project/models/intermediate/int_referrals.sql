@@ -1,9 +1,12 @@
+{{ incremental_kpis('records') }}
 -- Every referral (a contact with outcome referral) in the latest versions of the contacts
 -- returns, flagged when it is a re-referral: the same partner had referred the same child_id
 -- with a referral_date no more than 365 days earlier. Earlier dates only, so two referrals
 -- on the same day do not make each other re-referrals; exactly 365 days counts, 366 does not
 -- (whole days, so leap years need no special case). The look-back covers every loaded month
--- and financial year, not just the period the referral is counted in.
+-- and financial year, not just the period the referral is counted in. Incremental by the
+-- month a referral is counted in (macros/incremental_kpis.sql): int_kpi_periods adds the
+-- months whose flags a changed referral can change.
 
 with referrals as (
     select
@@ -33,6 +36,7 @@ flagged as (
               and p.referral_date >= r.referral_date - 365
         ) as previous_referral_date
     from referrals as r
+    where {{ touched_record('r', ['month']) }}
 )
 
 select
