@@ -143,3 +143,69 @@ def test_every_catalogue_kpi_states_its_links_once():
     assert KPI_LINKS["CON_REFERRALS"].same_as.values == ("referral",)
     assert KPI_LINKS["CON_CONVERSION_PCT"].numerator == KPI_LINKS["CON_REFERRALS"].same_as
 
+
+
+# --- units: decided apart, so that a build decides again only what changed -------------------
+
+
+@pytest.fixture(scope="module")
+def unit_marts(built, tmp_path_factory):
+    """The small-numbers mart (child deaths, two partners, two financial years) and the
+    hand-made one of support.mart_fixture (every KPI family, linked percentages, 24 months)."""
+    from support.mart_fixture import build_mart, make_settings
+
+    fixture = make_settings(tmp_path_factory.mktemp("units"))
+    build_mart(fixture)
+    return [built.settings.warehouse_path, fixture.warehouse_path]
+
+
+def test_no_relation_crosses_a_unit(unit_marts):
+    """Every relation between counts that disclosure control protects (breakdown vs total,
+    partner vs ALL, month vs financial year, numerator/denominator vs breakdowns, a nested
+    percentage's rest), and the scorecard's year to date, stays within one KPI family and one
+    financial year: a relation across two units would let a reader difference across them."""
+    from pkpi.disclosure.decisions import KPI_FAMILIES, _Model, months_sql, unit_rows_sql
+
+    for path in unit_marts:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            months = dict(con.execute(months_sql("mart")).fetchall())
+            model = _Model(DisclosureControl(THRESHOLD), months)
+            units = set()
+            for unit_of_row, _, *key, numerator, denominator, value, kpi_unit, disclosive, kpi_disclosive in con.execute(
+                    unit_rows_sql("mart")).fetchall():
+                units.add(unit_of_row)
+                model.add_row(tuple(key), kpi_unit, numerator, denominator, value, bool(disclosive or kpi_disclosive))
+            model._add_relations()
+            scorecard = con.execute("select period, financial_year, fytd_value from mart.scorecard").fetchall()
+        finally:
+            con.close()
+
+        def unit(cell):
+            kpi, grain, period = (cell[1], cell[3], cell[4]) if cell[0] == "n" else (cell[1], cell[4], cell[5])
+            year = period if grain == "financial_year" else months.get(period) if grain == "month" else None
+            return f"{KPI_FAMILIES.get(kpi.upper(), kpi.upper())} {year or grain + ' ' + period}"
+
+        assert len(model.relations) > 50 and len(units) > 3, (path, len(model.relations), units)
+        kinds = {kind for kind, _, _ in model.relations.values()}
+        assert {"breakdown vs total", "year vs months", "numerator/denominator vs breakdowns"} <= kinds
+        crossing = [r for r in model.relations.values() if len({unit(c) for c in (r[1], *r[2])}) > 1]
+        assert not crossing, crossing[:3]
+        assert {unit(c) for c in model.carriers} <= units  # the test's units are the decisions'
+        # A year to date adds up the months of its own financial year (the unit's year).
+        assert all(months[period] == year for period, year, fytd in scorecard if fytd is not None)
+
+
+def test_the_units_decide_as_one_model_over_the_whole_mart(unit_marts):
+    """Decided unit by unit, the decisions are those of one model over every figure at once."""
+    from pkpi.disclosure.decisions import _control_kpi_values
+
+    for path in unit_marts:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            control = DisclosureControl(THRESHOLD)
+            by_unit = _control_kpi_values(con, "mart", control, None)
+            whole = _control_kpi_values(con, "mart", control, None, by_unit=False)
+        finally:
+            con.close()
+        assert by_unit[0] and by_unit[:2] == whole[:2]

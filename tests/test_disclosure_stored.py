@@ -14,7 +14,7 @@ import csv
 import duckdb
 import pytest
 
-from pkpi.disclosure import DecisionsNotStored, load_decisions, store_decisions
+from pkpi.disclosure import DecisionsNotStored, decide_over, load_decisions, store_decisions
 from pkpi.publish import PublishFailed, publish
 from pkpi.scorecard import ScorecardError, produce_scorecard
 from pkpi.warehouse import connect
@@ -154,3 +154,57 @@ def test_storing_is_one_transaction(tmp_path):
         with pytest.raises(duckdb.Error):
             store_decisions(con, settings.disclosure_threshold)
         assert (con.execute(stored).fetchall(), con.execute(made).fetchall()) == before
+
+
+def _resubmit_child_deaths(con, month: str, year: str) -> None:
+    """What dbt makes of a resubmitted child death return: the month's largest death type, its
+    total and its financial year's lose all but 2 of that type's deaths."""
+    death_type, value = con.execute(
+        "SELECT dimension_value, value FROM mart.kpi_values WHERE kpi_code = 'CDN_NOTIFICATIONS' "
+        "AND period = ? AND partner_code = 'ALL' AND dimension = 'death_type' ORDER BY value DESC LIMIT 1",
+        [month],
+    ).fetchone()
+    assert value > 2
+    con.execute(
+        "UPDATE mart.kpi_values SET value = value - ?, numerator = numerator - ? WHERE kpi_code = 'CDN_NOTIFICATIONS' "
+        "AND partner_code = 'ALL' AND period IN (?, ?) AND dimension IN ('total', 'death_type') "
+        "AND dimension_value IN ('total', ?)",
+        [value - 2, value - 2, month, year, death_type],
+    )
+
+
+def _as_from_scratch(con, threshold: int):
+    """The stored decisions, and those decided over the same mart from nothing."""
+    stored, fresh = load_decisions(con, threshold), decide_over(con, "mart", threshold)
+    return ((stored.kpi_values, stored.scorecard, set(stored.disclosive)),
+            (fresh.kpi_values, fresh.scorecard, set(fresh.disclosive)))
+
+
+def test_a_build_decides_again_only_the_units_whose_figures_changed(tmp_path):
+    """Builds in a row, a month resubmitted between them: each stores exactly what deciding the
+    whole mart from nothing decides, deciding again only the changed month's unit (its KPI
+    family and financial year) and keeping the stored rows of every other."""
+    settings = make_settings(tmp_path)
+    build_mart(settings)  # stores the decisions: every unit decided
+    threshold = settings.disclosure_threshold
+    table = "SELECT * FROM mart.disclosure_decisions ORDER BY ALL"
+    with connect(settings) as con:
+        before = con.execute(table).fetchall()
+        again = store_decisions(con, threshold)  # nothing new
+        assert again.decided == () and len(again.reused) > 5
+        assert con.execute(table).fetchall() == before
+        for month, year in (("2024-06", "2024-25"), ("2026-02", "2025-26")):
+            _resubmit_child_deaths(con, month, year)
+            stored = store_decisions(con, threshold)
+            assert stored.decided == (f"CDN_NOTIFICATIONS {year}",)
+            assert set(stored.reused) == set(again.reused) - set(stored.decided)
+            kept, fresh = _as_from_scratch(con, threshold)
+            assert kept == fresh
+        assert con.execute(table).fetchall() != before  # the resubmissions changed decisions
+        # Another threshold, or decisions stored by a version without units: all decided again.
+        assert store_decisions(con, 3).reused == ()
+        assert store_decisions(con, threshold).reused == ()
+        con.execute("ALTER TABLE mart.disclosure_decisions DROP COLUMN component")
+        assert store_decisions(con, threshold).reused == ()
+        kept, fresh = _as_from_scratch(con, threshold)
+        assert kept == fresh

@@ -39,8 +39,8 @@ year-to-date figures of the next: hence one set of decisions over every month an
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Collection, Mapping
 
 import duckdb
 
@@ -73,13 +73,15 @@ class Decisions:
     ``kpi_values`` maps each hidden kpi_values row (:data:`Key`) to its reason; ``scorecard``
     maps each scorecard row (period, kpi_code) with a hidden figure to {column: reason}, in the
     order of :data:`SCORECARD_FIGURES`; ``disclosive`` lists the kpi_values rows disclosure
-    control applies to (every hidden row is one of them).
+    control applies to (every hidden row is one of them), and ``components`` the unit each of
+    them was decided in (:func:`unit_rows_sql`; empty for decisions read back from storage).
     """
 
     threshold: int
     kpi_values: dict[Key, Reason]
     scorecard: dict[tuple[str, str], dict[str, Reason]]
     disclosive: tuple[Key, ...] = ()
+    components: Mapping[Key, str] = field(default_factory=dict)
 
     def kpi(self, kpi_code: str, grain: str, period: str, dimension: str = "total",
             dimension_value: str = "total") -> Reason | None:
@@ -102,9 +104,9 @@ def decide(tables: Mapping[str, object], threshold: int) -> Decisions:
     anything DuckDB can scan) in a private in-memory database, and return what it hides.
 
     The audit behind the decisions takes seconds over a real mart: ``pkpi build`` runs it once
-    and stores the result (:func:`pkpi.disclosure.stored.store_decisions`).
+    and stores the result, deciding again only the units whose figures changed
+    (:func:`pkpi.disclosure.stored.store_decisions`).
     """
-    control = DisclosureControl(threshold)
     scratch = duckdb.connect()
     try:
         scratch.execute("create schema controlled")
@@ -112,20 +114,26 @@ def decide(tables: Mapping[str, object], threshold: int) -> Decisions:
             scratch.register("incoming", tables[name])
             scratch.execute(f"create table controlled.{name} as select * from incoming")
             scratch.unregister("incoming")
-        hidden, disclosive = _control_kpi_values(scratch, "controlled", control)
-        return Decisions(threshold, hidden, _scorecard_reasons(scratch, "controlled", control, hidden),
-                         tuple(disclosive))
+        return decide_over(scratch, "controlled", threshold)
     finally:
         scratch.close()
 
 
-def decide_over(con: duckdb.DuckDBPyConnection, schema: str, threshold: int) -> Decisions:
-    """:func:`decide` over the tables of ``schema`` that ``con`` can read (nothing is changed)."""
-    return decide(
-        {name: con.execute(f"select {', '.join(columns)} from {schema}.{name}").df()
-         for name, columns in DECISION_TABLES.items()},
-        threshold,
-    )
+def decide_over(con: duckdb.DuckDBPyConnection, schema: str, threshold: int,
+                units: Collection[str] | None = None,
+                hidden_elsewhere: Mapping[Key, Reason] | None = None) -> Decisions:
+    """:func:`decide` over the tables of ``schema`` that ``con`` can read (nothing is changed).
+
+    ``units``: decide the kpi_values rows of these units alone (:func:`unit_rows_sql`; None:
+    every unit). The scorecard's figures are always decided over the whole scorecard, with the
+    hidden rows of the other units given in ``hidden_elsewhere`` (the stored decisions of units
+    whose figures have not changed; only the partnership totals, ALL and total, are read).
+    """
+    control = DisclosureControl(threshold)
+    hidden, disclosive, components = _control_kpi_values(con, schema, control, units)
+    everything = {**(hidden_elsewhere or {}), **hidden}
+    return Decisions(threshold, hidden, _scorecard_reasons(con, schema, control, everything),
+                     tuple(disclosive), components)
 
 
 def reason_text(reasons: Mapping[str, Reason]) -> str:
@@ -136,30 +144,111 @@ def reason_text(reasons: Mapping[str, Reason]) -> str:
 # --- which kpi_values rows are hidden -------------------------------------------------------------
 
 
-def _control_kpi_values(con, schema: str, control: DisclosureControl) -> tuple[dict[Key, Reason], list[Key]]:
-    """(hidden rows and why, the rows treated as disclosive) of ``schema.kpi_values``."""
+def _control_kpi_values(con, schema: str, control: DisclosureControl, units: Collection[str] | None,
+                        by_unit: bool = True) -> tuple[dict[Key, Reason], list[Key], dict[Key, str]]:
+    """(hidden rows and why, the rows treated as disclosive, the unit of each) of
+    ``schema.kpi_values``, for the rows of ``units`` (None: all), one unit at a time (with
+    ``by_unit`` False, in one model: the same decisions, which a test checks, only slower)."""
+    if units is not None and not units:
+        return {}, [], {}
+    months = dict(con.execute(months_sql(schema)).fetchall())
+    # Whether a financial year is complete (its March is in the mart) is read over every KPI,
+    # as it always was; the fingerprint of a unit includes it (pkpi.disclosure.stored).
+    present = {m for (m,) in con.execute(
+        f"select distinct v.period from {schema}.kpi_values as v inner join {schema}.dim_kpi as k "
+        "on k.kpi_code = v.kpi_code where v.period_grain = 'month'").fetchall()} & set(months)
     # Which rows are disclosive is pkpi.disclosure's rule (the catalogue's flag, child death
     # KPIs, breakdowns by sex or ethnicity), the same one the scorecard applies; the mart's own
     # disclosive column is brought into line with it for readers of the copy.
+    # In key order, so that the decisions never depend on the order DuckDB returns rows in.
     rows = con.execute(
         f"""
-        select v.kpi_code, v.period_grain, v.period, v.partner_code, v.dimension, v.dimension_value,
-               v.numerator, v.denominator, v.value, k.unit,
-               coalesce(v.disclosive, false) or coalesce(k.disclosive, false) as marked
-        from {schema}.kpi_values as v
-        inner join {schema}.dim_kpi as k on k.kpi_code = v.kpi_code
-        """
+        select component, kpi_code, period_grain, period, partner_code, dimension, dimension_value,
+               numerator, denominator, value, unit,
+               coalesce(disclosive, false) or coalesce(kpi_disclosive, false) as marked
+        from ({unit_rows_sql(schema)})
+        {"where list_contains(?, component)" if units is not None else ""}
+        order by component, kpi_code, period_grain, period, partner_code, dimension, dimension_value
+        """,
+        [sorted(units)] if units is not None else [],
     ).fetchall()
-    months = dict(con.execute(f"select month, financial_year from {schema}.dim_month").fetchall())
-    model = _Model(control, months)
+    hidden: dict[Key, Reason] = {}
     disclosive: list[Key] = []
-    for *key, numerator, denominator, value, unit, marked in rows:
-        key = tuple(key)
+    components: dict[Key, str] = {}
+    model, component = None, None
+    for row in rows:
+        if model is None or (by_unit and row[0] != component):
+            if model is not None:
+                hidden.update(model.decide())
+            model, component = _Model(control, months, present), row[0]
+        key, (numerator, denominator, value, unit, marked) = tuple(row[1:7]), row[7:]
         is_it = is_disclosive(key[0], marked, key[4])
         if is_it:
             disclosive.append(key)
+            components[key] = row[0]
         model.add_row(key, unit, numerator, denominator, value, is_it)
-    return model.decide(), disclosive
+    if model is not None:
+        hidden.update(model.decide())
+    return hidden, disclosive, components
+
+
+# --- units: what can be decided apart -------------------------------------------------------------
+#
+# Every relation a reader can difference (_Model._add_relations, _Model.category, the nested rest)
+# is between the cells of one KPI family (KPIs whose counts KPI_LINKS links) in one period, or
+# between a month and its financial year; the scorecard's year to date adds up months of its
+# own year, and its trend figures are the published months themselves. So a KPI family in one
+# financial year (a "unit") shares no relation with any other, and is decided on its own: the
+# decisions over the whole mart are the union of those of its units
+# (tests/test_disclosure_adversarial.py checks every relation of a real mart).
+
+
+def _kpi_families() -> dict[str, str]:
+    """KPI code (upper case) -> its family, named by the family's first code in sorted order."""
+    parent: dict[str, str] = {}
+
+    def find(code: str) -> str:
+        while parent.setdefault(code, code) != code:
+            code = parent[code]
+        return code
+
+    for code, link in KPI_LINKS.items():
+        for count in (link.same_as, link.numerator, link.denominator, link.rest):
+            if count is not None:
+                parent[find(count.kpi_code.upper())] = find(code.upper())
+    members: dict[str, list[str]] = defaultdict(list)
+    for code in list(parent):
+        members[find(code)].append(code)
+    return {code: min(group) for group in members.values() for code in group}
+
+
+KPI_FAMILIES = _kpi_families()
+"""Every linked KPI's family (a KPI not listed is a family of its own)."""
+
+def months_sql(schema: str) -> str:
+    """SQL: each month of dim_month and its financial year (month, financial_year)."""
+    return f"select month, max(financial_year) as financial_year from {schema}.dim_month group by month"
+
+
+def unit_rows_sql(schema: str) -> str:
+    """SQL: the kpi_values rows disclosure control reads (joined to dim_kpi: ``unit``,
+    ``kpi_disclosive``) with ``component``, the unit each is decided in: its KPI family and
+    financial year ("CDN_NOTIFICATIONS 2025-26"; a month without a financial year, or another
+    grain, is a unit of its own), and ``financial_year`` (null then)."""
+    families = " ".join(f"when '{code}' then '{family}'" for code, family in sorted(KPI_FAMILIES.items())
+                        if code != family)
+    family = f"case upper(v.kpi_code) {families} else upper(v.kpi_code) end" if families else "upper(v.kpi_code)"
+    year = ("case when v.period_grain = 'financial_year' then v.period "
+            "when v.period_grain = 'month' then m.financial_year end")
+    columns = ", ".join(f"v.{c}" for c in DECISION_TABLES["kpi_values"])
+    return f"""
+        select {family} || ' ' || coalesce({year}, v.period_grain || ' ' || v.period) as component,
+               {year} as financial_year, {columns}, k.unit, k.disclosive as kpi_disclosive
+        from {schema}.kpi_values as v
+        inner join {schema}.dim_kpi as k on k.kpi_code = v.kpi_code
+        left join ({months_sql(schema)}) as m (month, financial_year)
+          on v.period_grain = 'month' and m.month = v.period
+    """
 
 
 # --- the counts behind the published figures, and how they add up ---------------------------
@@ -180,10 +269,13 @@ def _period(cell: Cell) -> str:
 class _Model:
     """The cells, the rows that publish them and the relations between them, and the decisions."""
 
-    def __init__(self, control: DisclosureControl, months: Mapping[str, str]):
+    def __init__(self, control: DisclosureControl, months: Mapping[str, str], present_months=None):
         self.control = control
         self.t = control.threshold
         self.months = dict(months)  # month -> financial year
+        # The months the mart has figures for (of any KPI, not only this model's): None, this
+        # model's own.
+        self.present_months = None if present_months is None else set(present_months)
         self.value: dict[Cell, float] = {}
         self.cells: dict[Key, dict[str, Cell]] = {}  # row -> {role: cell} (role: count/numerator/...)
         self.published: dict[Key, tuple[Cell, ...]] = {}  # the cells a row shows when published
@@ -320,7 +412,8 @@ class _Model:
     # --- deciding ------------------------------------------------------------------------
 
     def decide(self) -> dict[Key, Reason]:
-        self.present_months = set(self.months) & {k[2] for k in self.cells if k[1] == "month"}
+        if self.present_months is None:
+            self.present_months = set(self.months) & {k[2] for k in self.cells if k[1] == "month"}
         self._add_relations()
         self._primary()
         self.protect = {c for c in self.sensitive if self.control.is_small(self.value.get(c))}
@@ -738,8 +831,10 @@ def _scorecard_reasons(con, schema: str, control: DisclosureControl,
     ]
     if not rows:
         return {}
-    months = dict(con.execute(f"select month, financial_year from {schema}.dim_month").fetchall())
-    ordered = sorted(months)
+    months = dict(con.execute(months_sql(schema)).fetchall())
+    months_of_year: dict[str, list[str]] = defaultdict(list)
+    for month in sorted(months):
+        months_of_year[months[month]].append(month)
     shown_years = {
         (kpi, period)
         for kpi, period in con.execute(
@@ -775,7 +870,7 @@ def _scorecard_reasons(con, schema: str, control: DisclosureControl,
         if fytd.hidden:
             reasons["fytd_value"] = fytd.reason
         elif value_grain == "month" and not whole_year_shown and any(
-            row_reason(m) is not None for m in ordered if months[m] == fy and m <= period
+            row_reason(m) is not None for m in months_of_year.get(fy, ()) if m <= period
         ):
             reasons["fytd_value"] = Reason.COMPLEMENT
         if reasons:

@@ -24,21 +24,25 @@ figures.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
 from ..errors import PermanentError
 from ..warehouse import transaction
-from .decisions import DECISION_TABLES, SCORECARD_FIGURES, Decisions, decide_over, reason_text
+from .decisions import DECISION_TABLES, SCORECARD_FIGURES, Decisions, decide_over, months_sql, reason_text, unit_rows_sql
 from .rules import Reason
 
 log = logging.getLogger(__name__)
 
 DECISIONS_TABLE = "disclosure_decisions"
 MADE_TABLE = "disclosure_decisions_made"
+UNITS_TABLE = "disclosure_decision_units"
 _KEY = ("kpi_code", "period_grain", "period", "partner_code", "dimension", "dimension_value")
 
 
@@ -55,23 +59,53 @@ class DecisionsForAnotherThreshold(DecisionsNotStored):
         self.wanted = wanted
 
 
-def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart") -> Decisions:
+@dataclass(frozen=True)
+class StoredDecisions:
+    """What :func:`store_decisions` did: the units it decided and those whose stored decisions
+    it kept (their figures had not changed), the figures now hidden, and the seconds taken."""
+
+    decided: tuple[str, ...]
+    reused: tuple[str, ...]
+    hidden_figures: int
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"{len(self.decided)} unit(s) decided, {len(self.reused)} reused, "
+                f"{self.hidden_figures} figure(s) hidden, in {self.seconds:.2f}s")
+
+
+def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart",
+                    reuse: bool = True) -> StoredDecisions:
     """Decide over the mart in ``schema`` and store the decisions (module docstring), in one
     transaction. ``con`` is a writable connection to the warehouse, whose exclusive lock the
-    caller holds. Returns the decisions."""
+    caller holds. With ``reuse``, a unit whose fingerprint is the one stored with its decisions
+    keeps them; every other unit is decided again (without, every unit is)."""
     import pandas as pd  # here, not at the top: pkpi query reads the published copy without pandas
 
     started = time.monotonic()
-    decisions = decide_over(con, schema, threshold)
+    units = unit_fingerprints(con, threshold, schema)
+    previous = _stored_fingerprints(con, schema) if reuse else {}
+    reused = sorted(u for u, fp in units.items() if previous.get(u) == fp)
+    decided = sorted(set(units) - set(reused))
+    # The scorecard is decided again whole (it is quick): it needs the kept units' hidden
+    # partnership totals.
+    kept_hidden = {
+        tuple(key): Reason(reason)
+        for *key, reason in con.execute(
+            f"select {', '.join(_KEY)}, suppression_reason from {schema}.{DECISIONS_TABLE} "
+            "where decided_for = 'kpi_values' and suppressed and partner_code = 'ALL' and dimension = 'total' "
+            "and list_contains(?, component)", [reused],
+        ).fetchall()
+    } if reused else {}
+    decisions = decide_over(con, schema, threshold, units=decided, hidden_elsewhere=kept_hidden)
     fingerprint = mart_fingerprint(con, schema)
-    seconds = time.monotonic() - started
     rows = pd.DataFrame(
         [("kpi_values", *key, None, key in decisions.kpi_values,
-          decisions.kpi_values[key].value if key in decisions.kpi_values else None)
+          decisions.kpi_values[key].value if key in decisions.kpi_values else None, decisions.components[key])
          for key in decisions.disclosive]
-        + [("scorecard", kpi, "month", period, "ALL", "total", "total", figure, True, reason.value)
+        + [("scorecard", kpi, "month", period, "ALL", "total", "total", figure, True, reason.value, None)
            for (period, kpi), reasons in decisions.scorecard.items() for figure, reason in reasons.items()],
-        columns=["decided_for", *_KEY, "figure", "suppressed", "suppression_reason"],
+        columns=["decided_for", *_KEY, "figure", "suppressed", "suppression_reason", "component"],
         dtype="object",
     )
     flags = pd.DataFrame(
@@ -79,32 +113,48 @@ def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str 
         columns=["period", "kpi_code", "suppression_reason"],
         dtype="object",
     )
+    fingerprints = pd.DataFrame(sorted(units.items()), columns=["component", "fingerprint"], dtype="object")
     con.register("decided_rows", rows)
     con.register("decided_flags", flags)
+    con.register("unit_fingerprints", fingerprints)
     try:
         with transaction(con):
-            con.execute(
-                f"""
-                create or replace table {schema}.{DECISIONS_TABLE} (
-                    decided_for varchar not null, kpi_code varchar not null, period_grain varchar not null,
-                    period varchar not null, partner_code varchar not null, dimension varchar not null,
-                    dimension_value varchar not null, figure varchar, suppressed boolean not null,
-                    suppression_reason varchar)
-                """
-            )
+            if reused:
+                # Set-based: the kept units' rows stay, everything else is written again.
+                con.execute(f"delete from {schema}.{DECISIONS_TABLE} "
+                            "where decided_for <> 'kpi_values' or not list_contains(?, component)", [reused])
+            else:
+                con.execute(
+                    f"""
+                    create or replace table {schema}.{DECISIONS_TABLE} (
+                        decided_for varchar not null, kpi_code varchar not null, period_grain varchar not null,
+                        period varchar not null, partner_code varchar not null, dimension varchar not null,
+                        dimension_value varchar not null, figure varchar, suppressed boolean not null,
+                        suppression_reason varchar, component varchar)
+                    """
+                )
             con.execute(
                 f"insert into {schema}.{DECISIONS_TABLE} select "
                 + ", ".join(f"cast({c} as varchar)" for c in ("decided_for", *_KEY, "figure"))
-                + ", cast(suppressed as boolean), cast(suppression_reason as varchar) from decided_rows"
+                + ", cast(suppressed as boolean), cast(suppression_reason as varchar), "
+                "cast(component as varchar) from decided_rows"
             )
+            con.execute(
+                f"create or replace table {schema}.{UNITS_TABLE} as select cast(component as varchar) as component, "
+                "cast(fingerprint as varchar) as fingerprint from unit_fingerprints"
+            )
+            hidden_figures = con.execute(
+                f"select count(*) from {schema}.{DECISIONS_TABLE} where suppressed").fetchone()[0]
+            seconds = time.monotonic() - started
             con.execute(
                 f"""
                 create or replace table {schema}.{MADE_TABLE} as
                 select cast(? as integer) as threshold, cast(? as varchar) as mart_fingerprint,
                        cast(current_timestamp as timestamp) as decided_at, cast(? as double) as seconds,
-                       cast(? as integer) as hidden_figures
+                       cast(? as integer) as hidden_figures, cast(? as integer) as units_decided,
+                       cast(? as integer) as units_reused
                 """,
-                [threshold, fingerprint, seconds, decisions.hidden_figures],
+                [threshold, fingerprint, seconds, hidden_figures, len(decided), len(reused)],
             )
             # The mart keeps every figure; its scorecard says which ones leave it hidden.
             con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean")
@@ -121,9 +171,64 @@ def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str 
     finally:
         con.unregister("decided_rows")
         con.unregister("decided_flags")
-    log.info("Disclosure decisions made over the mart in %.1fs: %d figure(s) hidden at threshold %d",
-             seconds, decisions.hidden_figures, threshold)
-    return decisions
+        con.unregister("unit_fingerprints")
+    stored = StoredDecisions(tuple(decided), tuple(reused), hidden_figures, time.monotonic() - started)
+    log.info("Disclosure decisions stored at threshold %d: %s", threshold, stored.summary())
+    return stored
+
+
+def unit_fingerprints(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart") -> dict[str, str]:
+    """{unit: a digest of everything its decisions are made from}: its kpi_values rows and their
+    dim_kpi columns, the months of its financial year and which of them the mart has figures
+    for, the threshold, and the rules themselves (the source of rules.py and decisions.py), so
+    that a unit is decided again whenever anything its decisions depend on changes."""
+    years = {
+        year: f"{months}/{present}"
+        for year, months, present in con.execute(
+            f"""
+            select m.financial_year, string_agg(m.month, ',' order by m.month),
+                   string_agg(case when p.period is not null then m.month end, ',' order by m.month)
+            from ({months_sql(schema)}) as m (month, financial_year)
+            left join (select distinct v.period from {schema}.kpi_values as v inner join {schema}.dim_kpi as k
+                       on k.kpi_code = v.kpi_code where v.period_grain = 'month') as p on p.period = m.month
+            group by m.financial_year
+            """
+        ).fetchall()
+    }
+    columns = [*DECISION_TABLES["kpi_values"], "unit", "kpi_disclosive"]
+    rules = _rules_digest()
+    return {
+        component: hashlib.sha256(
+            f"{rules};{threshold};{count};{total};{years.get(year, '') if year else ''}".encode()
+        ).hexdigest()
+        for component, year, count, total in con.execute(
+            f"select component, any_value(financial_year), count(*), sum(hash({', '.join(columns)})) "
+            f"from ({unit_rows_sql(schema)}) group by component"
+        ).fetchall()
+    }
+
+
+@functools.cache
+def _rules_digest() -> str:
+    here = Path(__file__).resolve().parent
+    return hashlib.sha256(b"".join((here / name).read_bytes() for name in ("rules.py", "decisions.py"))).hexdigest()
+
+
+def _stored_fingerprints(con: duckdb.DuckDBPyConnection, schema: str) -> dict[str, str]:
+    """The units' fingerprints stored with the last decisions; {} when there are none to reuse
+    (a first build, or decisions stored by a version without units)."""
+    catalog, _, bare = schema.rpartition(".")
+    if not (_has_table(con, catalog, bare, UNITS_TABLE) and _has_table(con, catalog, bare, MADE_TABLE)
+            and "component" in _columns(con, schema, DECISIONS_TABLE)):
+        return {}
+    return dict(con.execute(f"select component, fingerprint from {schema}.{UNITS_TABLE}").fetchall())
+
+
+def _columns(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> set[str]:
+    catalog, _, bare = schema.rpartition(".")
+    if not _has_table(con, catalog, bare, table):
+        return set()
+    return {row[0] for row in con.execute(f"describe {schema}.{table}").fetchall()}
 
 
 def load_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str = "mart") -> Decisions:
