@@ -5,7 +5,7 @@ Not a test (never part of ``make test``); run it on a quiet machine:
     make bench                       # or: .venv/bin/python benchmarks/bench.py
     .venv/bin/python benchmarks/bench.py [--partnerships 153] [--years 1 10] [--gate-rows 300000]
         [--month 2026-03] [--root DIR] [--keep] [--markdown]
-        [--only gate ingest build scorecard full check demo]
+        [--only gate ingest build scorecard full check demo decide]
 
 What runs, in a temporary folder (or ``--root``), each measurement in a fresh Python process so
 that its peak memory is its own (VmHWM from /proc, read after each measurement: the process's
@@ -23,8 +23,11 @@ the imports (benchmarks/README.md lists every row):
   (benchmarks/history.py; ``check``: one replicated month equals a real ingest of the same
   files) and built; on it are measured the ``ingest`` of the national month ``--month``, the
   incremental ``build`` after it, the ``scorecard`` of that month and, at the longest history,
-  the ``full`` refresh. Ratios between the longest and the shortest history are printed;
-* ``demo``: ``pkpi demo --returns-only`` (218 files), then their ingest into an empty warehouse.
+  the ``full`` refresh, and (``decide``) the disclosure decisions on a copy of the built
+  warehouse: from scratch, with nothing changed, and with the latest financial year's units to
+  decide again. Ratios between the longest and the shortest history are printed;
+* ``demo``: ``pkpi demo --returns-only`` (218 files), then their ingest into an empty warehouse
+  (with ``decide``: then built, and its decisions measured as above).
 
 Each measurement prints one row: what was measured, wall seconds, CPU seconds (every thread of
 the process) and peak resident memory in MB, and what it worked on.
@@ -145,6 +148,24 @@ elif what == "scorecard":
         output = produce_scorecard(settings, spec["period"])
         return f"{spec['period']}: {len(list(output.directory.iterdir()))} files"
     rows.append((spec["label"], timed(work), peak_mb()))
+elif what == "decide":
+    import shutil
+    import duckdb
+    from pkpi.disclosure.stored import store_decisions
+    settings = settings_of(spec)
+    shutil.copy2(settings.warehouse_path, spec["copy"])  # the build's own decisions stay as they are
+    con = duckdb.connect(spec["copy"])
+    year = con.execute("select max(financial_year) from mart.dim_month").fetchone()[0]
+    for label, reuse, changed in ((f"decide from scratch, {spec['label']}", False, None),
+                                  (f"decide, nothing changed, {spec['label']}", True, None),
+                                  (f"decide, {year} changed, {spec['label']}", True, year)):
+        def work():
+            if changed:  # as if a month of the latest year had arrived: its units are decided again
+                con.execute("delete from mart.disclosure_decision_units where component like ?", [f"% {changed}"])
+            return store_decisions(con, settings.disclosure_threshold, reuse=reuse).summary()
+        rows.append((label, timed(work), peak_mb()))
+    con.close()
+    os.remove(spec["copy"])
 elif what == "demo":
     from pkpi.demo import write_sample_returns
     settings = settings_of(spec)
@@ -314,6 +335,8 @@ def bench_national(root: Path, partnerships: int, month: str, years: list[int], 
                                                     full_refresh=False))
         if "scorecard" in parts:
             scorecard[count] = _run("scorecard", spec(work, label=f"scorecard {month}, {label}", period=month))
+        if "decide" in parts:
+            _run("decide", spec(work, label=label, copy=str(work / "decide.duckdb")))
         if "full" in parts and count == years[-1]:  # the target is at the longest history
             _run("build", spec(work, label=f"full refresh, {label} + {month}", full_refresh=True))
         _row(f"  disk, {label}", None, None,
@@ -326,16 +349,20 @@ def bench_national(root: Path, partnerships: int, month: str, years: list[int], 
                  f"{figures[high]['cpu'] / figures[low]['cpu']:.2f}x CPU, same run")
 
 
-def bench_demo(root: Path) -> None:
-    """``pkpi demo --returns-only`` (218 files), then their ingest into an empty warehouse."""
+def bench_demo(root: Path, parts: set[str]) -> None:
+    """``pkpi demo --returns-only`` (218 files), then their ingest into an empty warehouse; with
+    ``decide``, the demo's mart built and its disclosure decisions measured."""
     data_dir = root / "demo" / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     spec = {"data_dir": str(data_dir), "reference_dir": str(REPO / "seeds")}
     _run("demo", spec)
     _run("ingest", dict(spec, label="demo ingest"))
+    if "decide" in parts:
+        _run("build", dict(spec, label="demo build (setup)", full_refresh=False))
+        _run("decide", dict(spec, label="demo", copy=str(data_dir / "decide.duckdb")))
 
 
-PARTS = ("gate", "ingest", "build", "scorecard", "full", "check", "demo")
+PARTS = ("gate", "ingest", "build", "scorecard", "full", "check", "demo", "decide")
 
 
 def main() -> int:
@@ -366,10 +393,10 @@ def main() -> int:
     try:
         if "gate" in parts:
             bench_gate(root, args.gate_rows)
-        if parts & {"ingest", "build", "scorecard", "full", "check"}:
+        if parts & {"ingest", "build", "scorecard", "full", "check", "decide"}:
             bench_national(root, args.partnerships, args.month, sorted(args.years), parts)
-        if "demo" in parts:
-            bench_demo(root)
+        if parts & {"demo", "decide"}:
+            bench_demo(root, parts)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -11,8 +11,10 @@ write its run SQL over seed files given by an absolute path); the warehouse file
 
 Still under the lock, once dbt has built the mart, the disclosure decisions over the whole mart
 are made once and stored in the warehouse (:func:`pkpi.disclosure.store_decisions`:
-``mart.disclosure_decisions``, and ``mart.scorecard.suppressed``); the published copy and every
-scorecard take them from there. Then :func:`pkpi.publish.publish` writes the published copy.
+``mart.disclosure_decisions``, and ``mart.scorecard.suppressed``), decided again only for the
+units (a KPI family in one financial year) whose figures changed, every unit on a full refresh;
+the published copy and every scorecard take them from there. Then :func:`pkpi.publish.publish`
+writes the published copy.
 
 :func:`generate_docs` writes the dbt documentation site behind ``pkpi docs``. The analyst's
 query on the published copy (``pkpi query``) is :func:`pkpi.query.query_published`.
@@ -314,7 +316,7 @@ def build_mart(settings: Settings, period: str | None = None, full_refresh: bool
         result = _build_result(outcome, seconds, target_dir, log_dir)
         log.info("KPI mart built: %d nodes in %.1fs", len(result.nodes), seconds)
         # Once per build, over the mart dbt has just built, before any reader can open it.
-        _store_disclosure_decisions(settings)
+        _store_disclosure_decisions(settings, reuse=not full_refresh)
     if publish_after:
         result = replace(result, published=publish(settings))
     return result
@@ -346,14 +348,16 @@ def _build_result(outcome, seconds: float, target_dir: Path, log_dir: Path) -> "
     return result
 
 
-def _store_disclosure_decisions(settings: Settings) -> None:
+def _store_disclosure_decisions(settings: Settings, reuse: bool) -> None:
     """Make and store the disclosure decisions over the freshly built mart
-    (:func:`pkpi.disclosure.store_decisions`). The caller holds the exclusive lock."""
+    (:func:`pkpi.disclosure.store_decisions`), deciding again only the units whose figures
+    changed unless ``reuse`` is False (a full refresh decides every one). The caller holds the
+    exclusive lock."""
     checkpoint("build.built")
     with restrictive_umask(settings):
         con = duckdb.connect(str(settings.warehouse_path))
         try:
-            store_decisions(con, settings.disclosure_threshold)
+            store_decisions(con, settings.disclosure_threshold, reuse=reuse)
         except duckdb.Error as exc:
             raise BuildFailed(
                 f"The KPI mart was built, but its disclosure decisions could not be stored: {exc}. "

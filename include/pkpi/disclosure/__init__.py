@@ -8,7 +8,8 @@ One home, read top to bottom:
   (:data:`KPI_LINKS`). A change to a disclosure rule goes here.
 - :mod:`.decisions`: those rules over the whole mart at once (complementary suppression, the
   year rule, the integer audit): :func:`decide` returns :class:`Decisions`.
-- :mod:`.stored`: ``pkpi build`` makes the decisions once per build and stores them in the
+- :mod:`.stored`: ``pkpi build`` makes the decisions once per build, deciding again only the
+  units (a KPI family in one financial year) whose figures changed, and stores them in the
   warehouse (``mart.disclosure_decisions``); the published copy and every scorecard file and
   email read them back (:func:`load_decisions`).
 - :mod:`.applied`: the decisions applied to a copy of the tables (the published copy).

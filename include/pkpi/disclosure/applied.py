@@ -41,49 +41,41 @@ def apply_disclosure_control(con: duckdb.DuckDBPyConnection, schema: str, thresh
     return apply_decisions(con, schema, decide_over(con, schema, threshold))
 
 
+_KEY = ("kpi_code", "period_grain", "period", "partner_code", "dimension", "dimension_value")
+_MATCH = " and ".join(f"v.{c} = cast(d.{c} as varchar)" for c in _KEY)
+
+
 def _mark_disclosive(con, schema: str, keys: list[Key]) -> None:
     """Set kpi_values.disclosive to exactly the rows disclosure control treated as disclosive."""
     con.execute(f"update {schema}.kpi_values set disclosive = false")
-    if not keys:
-        return
-    con.execute(
-        "create temporary table disclosive_figures (kpi_code varchar, period_grain varchar, period varchar, "
-        "partner_code varchar, dimension varchar, dimension_value varchar)"
-    )
-    con.executemany("insert into disclosive_figures values (?, ?, ?, ?, ?, ?)", keys)
-    con.execute(
-        f"""
-        update {schema}.kpi_values as v set disclosive = true
-        from disclosive_figures as d
-        where v.kpi_code = d.kpi_code and v.period_grain = d.period_grain and v.period = d.period
-          and v.partner_code = d.partner_code and v.dimension = d.dimension
-          and v.dimension_value = d.dimension_value
-        """
-    )
-    con.execute("drop table disclosive_figures")
+    if keys:
+        _update_from(con, f"update {schema}.kpi_values as v set disclosive = true from decided as d where {_MATCH}",
+                     keys, _KEY)
 
 
 def _mark_hidden(con, schema: str, hidden: dict[Key, Reason]) -> None:
-    con.execute(
-        "create temporary table hidden_figures (kpi_code varchar, period_grain varchar, period varchar, "
-        "partner_code varchar, dimension varchar, dimension_value varchar, reason varchar)"
-    )
-    con.executemany(
-        "insert into hidden_figures values (?, ?, ?, ?, ?, ?, ?)",
-        [(*key, reason.value) for key, reason in hidden.items()],
-    )
-    con.execute(
+    _update_from(
+        con,
         f"""
         update {schema}.kpi_values as v
         set numerator = null, denominator = null, value = null,
-            suppressed = true, suppression_reason = h.reason
-        from hidden_figures as h
-        where v.kpi_code = h.kpi_code and v.period_grain = h.period_grain and v.period = h.period
-          and v.partner_code = h.partner_code and v.dimension = h.dimension
-          and v.dimension_value = h.dimension_value
-        """
+            suppressed = true, suppression_reason = cast(d.reason as varchar)
+        from decided as d where {_MATCH}
+        """,
+        [(*key, reason.value) for key, reason in hidden.items()], (*_KEY, "reason"),
     )
-    con.execute("drop table hidden_figures")
+
+
+def _update_from(con, sql: str, rows: list[tuple], columns: tuple[str, ...]) -> None:
+    """Run ``sql`` with the table ``decided`` holding ``rows``: one set-based update, not a
+    statement a row."""
+    import pandas as pd  # here, not at the top: pkpi query reads the published copy without pandas
+
+    con.register("decided", pd.DataFrame(rows, columns=list(columns), dtype="object"))
+    try:
+        con.execute(sql)
+    finally:
+        con.unregister("decided")
 
 
 # --- scorecard ----------------------------------------------------------------------------------

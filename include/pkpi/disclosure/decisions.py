@@ -33,7 +33,10 @@ scorecard file and email take them from there (docs/mart.md, disclosure control)
   n/a, since both would hint at the number (:mod:`pkpi.disclosure.applied`).
 
 Decided one scorecard at a time, a month hidden in one email could be worked out from the
-year-to-date figures of the next: hence one set of decisions over every month and year.
+year-to-date figures of the next: hence one set of decisions over every month and year. No
+relation crosses a KPI family's financial year, though, so each such unit is decided on its own
+(:func:`unit_rows_sql`), with the same result, and ``pkpi build`` decides again only the units
+whose figures changed (:mod:`pkpi.disclosure.stored`).
 """
 
 from __future__ import annotations

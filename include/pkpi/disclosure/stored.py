@@ -1,25 +1,34 @@
 """The decisions of one build, stored in the warehouse: made once, read by every output.
 
 ``pkpi build`` (:func:`pkpi.build.build_mart`) calls :func:`store_decisions` right after dbt has
-built the mart, still under the warehouse's exclusive lock: the decisions over the whole mart
-(:func:`pkpi.disclosure.decisions.decide`, seconds of integer audits) are made once and written
-in one short transaction, together with ``mart.scorecard.suppressed`` and
-``suppression_reason``:
+built the mart, still under the warehouse's exclusive lock, and the decisions are written in one
+short transaction, together with ``mart.scorecard.suppressed`` and ``suppression_reason``. The
+kpi_values rows are decided by unit, a KPI family in one financial year, which no relation
+crosses (:func:`pkpi.disclosure.decisions.unit_rows_sql`): a unit whose fingerprint
+(:func:`unit_fingerprints`: its figures, its year's months, the threshold and the rules) is the
+one stored with its decisions keeps its stored rows, and only the others are decided again (the
+integer audits take seconds a unit); the scorecard's figures are decided again whole, which is
+quick. So a monthly build decides the current year's units, not every year of the history; a
+full refresh (``reuse=False``) decides every unit. The result equals a decision over the whole
+mart from nothing (tests/test_disclosure_stored.py):
 
 - ``mart.disclosure_decisions``: one row per kpi_values row disclosure control applies to
-  (``decided_for = 'kpi_values'``, ``figure`` null: the row is shown or hidden whole), and one
-  per hidden scorecard figure (``decided_for = 'scorecard'``, ``figure`` value, fytd_value,
-  previous_month_value or same_month_last_year_value, keyed by the month and KPI); with
-  ``suppressed`` and ``suppression_reason`` (small_count, small_base or complement);
+  (``decided_for = 'kpi_values'``, ``figure`` null: the row is shown or hidden whole, and
+  ``component`` its unit), and one per hidden scorecard figure (``decided_for = 'scorecard'``,
+  ``figure`` value, fytd_value, previous_month_value or same_month_last_year_value, keyed by the
+  month and KPI); with ``suppressed`` and ``suppression_reason`` (small_count, small_base or
+  complement);
+- ``mart.disclosure_decision_units``: each unit and its fingerprint;
 - ``mart.disclosure_decisions_made``: one row: the threshold, a fingerprint of the tables the
-  decisions were made over, when, and how long they took.
+  decisions were made over, when, how long they took, the figures hidden, and how many units
+  were decided and how many kept.
 
 The published copy (:mod:`pkpi.publish`) and every scorecard file and email
-(:mod:`pkpi.scorecard`) read them with :func:`load_decisions`, which refuses (saying to run
-``pkpi build``) when there are none (a mart built by an older version), when they were made with
-another threshold, or when the mart has changed since (a build stopped between dbt and this
-step, or dbt run by hand): nothing recomputes them silently, so every output hides the same
-figures.
+(:mod:`pkpi.scorecard`) read them with :func:`load_decisions` (a scorecard only the periods it
+shows, :func:`load_shown_decisions`), which refuses (saying to run ``pkpi build``) when there
+are none (a mart built by an older version), when they were made with another threshold, or
+when the mart has changed since (a build stopped between dbt and this step, or dbt run by hand):
+nothing recomputes them silently, so every output hides the same figures.
 """
 
 from __future__ import annotations
@@ -122,7 +131,8 @@ def store_decisions(con: duckdb.DuckDBPyConnection, threshold: int, schema: str 
             if reused:
                 # Set-based: the kept units' rows stay, everything else is written again.
                 con.execute(f"delete from {schema}.{DECISIONS_TABLE} "
-                            "where decided_for <> 'kpi_values' or not list_contains(?, component)", [reused])
+                            "where decided_for <> 'kpi_values' or component is null or not list_contains(?, component)",
+                            [reused])
             else:
                 con.execute(
                     f"""
