@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import duckdb
 
-from .decisions import Decisions, Key, decide_over, reason_text
+from .decisions import SCORECARD_FIGURES, Decisions, Key, decide_over, reason_text
 from .rules import Reason
 
 
@@ -86,23 +86,37 @@ def _control_scorecard(con, schema: str, decided: dict[tuple[str, str], dict[str
     con.execute(f"alter table {schema}.scorecard add column if not exists suppressed boolean default false")
     con.execute(f"alter table {schema}.scorecard add column if not exists suppression_reason varchar")
     con.execute(f"update {schema}.scorecard set suppressed = false, suppression_reason = null")
-    value_grains = dict(con.execute(f"select distinct kpi_code, value_grain from {schema}.scorecard").fetchall())
-    for (period, kpi), reasons in decided.items():
-        sets = [f"{column} = null" for column in reasons] + ["suppressed = true"]
-        if "value" in reasons:
-            # The RAG rating and trend would tell the hidden value's neighbourhood.
-            sets += ["numerator = null", "denominator = null", "rag = 'grey'"]
-        # Trend compares the value with the previous month, or for a KPI reported only by
-        # financial year, with the year before (same_month_last_year_value).
-        compared_with = "previous_month_value" if value_grains.get(kpi) == "month" else "same_month_last_year_value"
-        if "value" in reasons or compared_with in reasons:
-            sets.append("trend = 'n/a'")
-        if "fytd_value" in reasons:
-            sets += ["fytd_numerator = null", "fytd_denominator = null"]
-        con.execute(
-            f"update {schema}.scorecard set {', '.join(sets)}, suppression_reason = ? "
-            "where period = ? and kpi_code = ?",
-            [reason_text(reasons), period, kpi],
-        )
+    if not decided:
+        return 0
+    figures = SCORECARD_FIGURES
+
+    def hides(*columns: str) -> str:
+        return " or ".join(f"cast(d.{c} as boolean)" for c in columns)
+
+    def cleared(column: str, *when: str) -> str:
+        return f"{column} = case when {hides(*when)} then null else s.{column} end"
+
+    # Trend compares the value with the previous month, or for a KPI reported only by financial
+    # year, with the year before (same_month_last_year_value); the RAG rating and trend would
+    # tell a hidden value's neighbourhood.
+    _update_from(
+        con,
+        f"""
+        update {schema}.scorecard as s set
+            {", ".join(cleared(c, c) for c in figures)},
+            {cleared("numerator", "value")}, {cleared("denominator", "value")},
+            {cleared("fytd_numerator", "fytd_value")}, {cleared("fytd_denominator", "fytd_value")},
+            rag = case when {hides("value")} then 'grey' else s.rag end,
+            trend = case when {hides("value")} or (case when k.value_grain = 'month' then {hides("previous_month_value")}
+                                          else {hides("same_month_last_year_value")} end) then 'n/a' else s.trend end,
+            suppressed = true, suppression_reason = cast(d.reason as varchar)
+        from decided as d,
+             (select kpi_code, max(value_grain) as value_grain from {schema}.scorecard group by kpi_code) as k
+        where s.period = cast(d.period as varchar) and s.kpi_code = cast(d.kpi_code as varchar)
+          and k.kpi_code = s.kpi_code
+        """,
+        [(period, kpi, *(c in reasons for c in figures), reason_text(reasons)) for (period, kpi), reasons in decided.items()],
+        ("period", "kpi_code", *figures, "reason"),
+    )
     return sum(len(r) for r in decided.values())
 
