@@ -579,8 +579,9 @@ def published_problems(settings: Settings) -> list[str]:
     return problems
 
 
-RUN_COLUMNS = {"disclosure_decisions_made": ("decided_at", "seconds")}
-"""Mart columns that say when (and how fast) a build ran, not what it built: not compared."""
+RUN_COLUMNS = {"disclosure_decisions_made": ("decided_at", "seconds", "units_decided", "units_reused")}
+"""Mart columns that say when, how fast and how (units decided again or reused) a build ran, not
+what it built: not compared."""
 
 
 def mart_differences(settings: Settings, clean: Settings) -> list[str]:
