@@ -23,6 +23,7 @@ from functools import lru_cache
 from itertools import accumulate
 from pathlib import Path, PurePosixPath
 
+import numpy as np
 import pandas as pd
 
 from .landing import IN_PROGRESS_SUFFIXES, is_in_progress  # noqa: F401  (shared with the sensor)
@@ -231,17 +232,14 @@ def _column_text(c, series: pd.Series, reference: Reference) -> pd.Series:
     return series
 
 
-def _as_nanoseconds(dates: pd.Series) -> pd.Series:
-    """``dates`` at nanosecond resolution when every date fits it (years 1678 to 2261).
-
-    GX compares a datetime64[ns] column with its bounds in one vectorised step, but any other
-    resolution (pandas parses to microseconds) one value at a time in Python. A date outside
-    that span (a typing slip such as 0202-03-05) keeps its resolution and so its verdict.
-    """
-    low, high = dates.min(), dates.max()
-    if pd.isna(low) or (low >= pd.Timestamp.min and high <= pd.Timestamp.max):
-        return dates.astype("datetime64[ns]")
-    return dates
+def _per_distinct(column: pd.Series, convert) -> pd.Series:
+    """``convert`` applied to each distinct value of ``column`` once, spread back over its rows
+    (null where the value is blank): the value alone decides, and dates, numbers and
+    enumerations repeat a great deal."""
+    codes, uniques = pd.factorize(column)
+    converted = convert(pd.Series(uniques, dtype=object)).to_numpy()
+    blank = np.array([None], dtype=converted.dtype)  # None, NaN or NaT, as the type has it
+    return pd.Series(np.append(converted, blank)[codes], index=column.index)
 
 
 def _frames_of(columns: dict[str, list], contract: Contract,
@@ -255,21 +253,26 @@ def _frames_of(columns: dict[str, list], contract: Contract,
     text = original.copy()
     typed = pd.DataFrame(index=original.index)
     for c in contract.columns:
-        text[c.name] = _column_text(c, original[c.name], reference)
+        if c.type in ("date", "enum") or c.reference:
+            text[c.name] = _per_distinct(original[c.name], lambda v: _column_text(c, v, reference))
         if c.type in TYPE_REGEX:
-            # Only text that meets the column's type rule (the same regex, applied the way GX
-            # applies it) is converted; the rest is null in the typed frame, so the ranges suite
-            # never reports a second problem for it and nothing a lenient parser accepts ("1e3",
-            # "18.0", "inf", "2025-4-5") can slip through.
-            well_formed = text[c.name].str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
-            candidates = text[c.name].where(well_formed, None)
-            if c.type == "date":
-                typed[c.name] = _as_nanoseconds(pd.to_datetime(candidates, format="%Y-%m-%d", errors="coerce"))
-            else:
-                typed[c.name] = pd.to_numeric(candidates, errors="coerce").astype("float64")
+            typed[c.name] = _per_distinct(text[c.name], lambda v: _typed(c, v))
         else:
             typed[c.name] = text[c.name]
     return original, text, typed
+
+
+def _typed(c, text: pd.Series) -> pd.Series:
+    """A number or date column's values converted (null where they fail the type's rule)."""
+    # Only text that meets the column's type rule (the same regex, applied the way GX's pandas
+    # engine applies it) is converted; the rest is null in the typed frame, so the ranges suite
+    # never reports a second problem for it and nothing a lenient parser accepts ("1e3",
+    # "18.0", "inf", "2025-4-5") can slip through.
+    well_formed = text.str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
+    candidates = text.where(well_formed, None)
+    if c.type == "date":
+        return pd.to_datetime(candidates, format="%Y-%m-%d", errors="coerce")
+    return pd.to_numeric(candidates, errors="coerce").astype("float64")
 
 
 def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
@@ -283,48 +286,93 @@ def _gx() -> "_GxRunner":
     return _GxRunner()
 
 
+ROW_INDEX = "pkpi_row"
+"""The column, added to each frame validated, that names a failing row (its position in the frame)."""
+
+
 class _GxRunner:
-    """One ephemeral GX context per process, with each contract's suites registered once."""
+    """One ephemeral GX context per process, validating on an in-memory DuckDB through GX's SQL
+    engine, with each contract's suites registered once.
+
+    Each suite reads one table of that DuckDB: :meth:`run` puts the frame to validate there, so
+    GX's metrics run as DuckDB queries over it (at DuckDB's speed, not pandas' per-cell Python).
+    """
 
     def __init__(self) -> None:
         # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        import atexit
+
+        import duckdb
+        import duckdb_engine
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        from .gx_pandas import skip_batch_fingerprints
+        from .gx_duckdb import install
+        from .suites import register_sql_functions
 
-        skip_batch_fingerprints()
-
+        install()
+        self.connection = duckdb.connect()  # in memory: the frames live only while validated
+        register_sql_functions(self.connection)
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        asset = self.context.data_sources.add_pandas("partner_returns").add_dataframe_asset("return")
-        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_file")
+        # Every engine GX makes for this source is a handle on this one connection, which holds
+        # the frames and the identifier function.
+        self.source = self.context.data_sources.add_sql(
+            "partner_returns", connection_string="duckdb:///:memory:",
+            kwargs={"creator": lambda: duckdb_engine.ConnectionWrapper(self.connection)})
         self.definitions: dict[str, object] = {}
+        self.tables: dict[str, str] = {}
         for rt in return_types():
-            for suite in build_suites(get_contract(rt)):
+            contract = get_contract(rt)
+            for suite in build_suites(contract):
+                table = suite.name.replace(".", "_")
+                self.tables[suite.name] = table
+                self.connection.execute(f"create table {table} ({ROW_INDEX} bigint)")  # replaced by each run
+                batch = self.source.add_table_asset(table, table_name=table).add_batch_definition_whole_table("whole_file")
                 suite = self.context.suites.add(suite)
                 self.definitions[suite.name] = self.context.validation_definitions.add(
-                    gx.ValidationDefinition(name=suite.name, data=self.batch_definition, suite=suite)
-                )
+                    gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Close GX's connections and the DuckDB (else DuckDB reports leaked objects at exit)."""
+        engine = self.source.get_execution_engine()
+        if engine._connection is not None:
+            engine._connection.close()
+        engine.engine.dispose()
+        self.source.get_engine().dispose()
+        self.connection.close()
 
     def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
-        """One suite's expectation results, with every failing cell's index when any failed.
+        """One suite's expectation results on ``frame`` (with its :data:`ROW_INDEX` column), with
+        every failing cell's row when any failed.
 
-        Most files are clean, so the suite first runs in GX's cheapest mode (pass or fail only,
-        roughly half the cost of listing cells); only a suite that failed runs again to list them.
+        Most files are clean, so the suite first runs in GX's cheapest mode (pass or fail only);
+        only a suite that failed runs again to list the cells.
         """
         definition = self.definitions[suite_name]
-        quick = definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters,
-                               result_format={"result_format": "BOOLEAN_ONLY"})
-        if quick.success:
-            return list(quick.results)
-        result = definition.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=parameters,
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": None},
-        )
-        return list(result.results)
+        table = self.tables[suite_name]
+        # Copied into DuckDB's own storage once: every query GX makes then reads native columns,
+        # not the frame's Python strings again.
+        self.connection.register("pkpi_frame", frame)
+        try:
+            self.connection.execute(f"create or replace table {table} as select * from pkpi_frame")
+        finally:
+            self.connection.unregister("pkpi_frame")
+        try:
+            quick = definition.run(expectation_parameters=parameters,
+                                   result_format={"result_format": "BOOLEAN_ONLY"})
+            if quick.success:
+                return list(quick.results)
+            result = definition.run(
+                expectation_parameters=parameters,
+                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_INDEX],
+                               "return_unexpected_index_query": False},
+            )
+            return list(result.results)
+        finally:
+            self.connection.execute(f"delete from {table}")  # nothing of a file outlives its run
 
 
 # Rules whose failing value is never repeated: it is, or may be, a direct identifier (an id
@@ -370,21 +418,37 @@ def one_problem_per_cell(problems: list[Problem]) -> list[Problem]:
     return [best[p] if isinstance(p, tuple) else p for p in out]
 
 
+def _exception_message(info: dict | None) -> str | None:
+    """The message of the exception GX caught evaluating an expectation, if it caught one.
+
+    GX reports it either flat or, from the SQL engine, once per metric that raised."""
+    if not info:
+        return None
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, dict) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
+
+
 def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]) -> list[tuple[int, Problem]]:
     """Each failing cell's problem, with its position in ``original`` (which file it is in, when
     several files were validated together)."""
     problems: list[tuple[int, Problem]] = []
     for r in results:
         meta = r.expectation_config.meta or {}
-        if r.exception_info and r.exception_info.get("raised_exception"):
+        failure = _exception_message(r.exception_info)
+        if failure is None and not r.success and not r.result.get("unexpected_index_list"):
+            failure = "it failed without naming a row"  # never let a failed rule pass unreported
+        if failure is not None:
             raise RuntimeError(
-                f"The gate could not evaluate rule {meta.get('rule')} on {meta.get('column')}: "
-                f"{r.exception_info.get('exception_message')}"
+                f"The gate could not evaluate rule {meta.get('rule')} on {meta.get('column')}: {failure}"
             )
         if r.success:
             continue
         column = meta.get("column")
-        for index in r.result.get("unexpected_index_list") or []:
+        for index in (row[ROW_INDEX] for row in r.result["unexpected_index_list"]):
             value = original.at[index, column] if column in original.columns else None
             problems.append((index, Problem(meta["rule"], meta["message"], row=source_rows[index],
                                             column=column, value=_shown(value, meta["rule"]))))
@@ -531,6 +595,8 @@ def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Pr
         columns = {c.name: [v for b in batch for v in b.columns[c.name]] for c in contract.columns}
         source_rows = [row for b in batch for row in b.source_rows]
     original, text, typed = _frames_of(columns, contract, reference)
+    for frame in (text, typed):
+        frame[ROW_INDEX] = range(len(frame))
     values_suite, ranges_suite = suite_names(contract)
     runner = _gx()
     found = _problems_from(runner.run(values_suite, text, first.parameters), original, source_rows)

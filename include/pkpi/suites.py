@@ -25,7 +25,9 @@ from typing import ClassVar, List
 import great_expectations as gx
 import pandas as pd
 import great_expectations.expectations as gxe
-from great_expectations.execution_engine import PandasExecutionEngine
+import sqlalchemy as sa
+from functools import lru_cache
+from great_expectations.execution_engine import PandasExecutionEngine, SqlAlchemyExecutionEngine
 from great_expectations.expectations.expectation import ColumnMapExpectation
 from great_expectations.expectations.metrics.map_metric_provider import (
     ColumnMapMetricProvider, column_condition_partial,
@@ -33,7 +35,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (
 from great_expectations.expectations.row_conditions import Column as Col
 
 from .contracts import ID_CHARACTERS, ID_REGEX, Contract, RowRule, load_contracts
-from .identifiers import ID_KINDS, VALUE_KINDS, describe_kinds, identifier_kind
+from .identifiers import ID_KINDS, PERSON_NAME, VALUE_KINDS, describe_kinds, identifier_kind
 
 # [0-9], not \d: Python's \d also matches other scripts' digits (such as Arabic-Indic), which
 # would pass the format check and then fail to convert, loading a blank into a required column.
@@ -44,10 +46,15 @@ from .identifiers import ID_KINDS, VALUE_KINDS, describe_kinds, identifier_kind
 # 0000). One regular expression rather than GX's strftime expectation: strptime accepts "2025-3-5"
 # and runs in Python once per cell, which made it the slowest rule on large files. The tests
 # check this pattern against the calendar day by day.
+#
+# Every pattern here runs in two engines, Python's re (the gate's typing) and DuckDB's RE2 (the
+# suites, through pkpi.gx_duckdb.re2): so no look-ahead or look-behind, which RE2 lacks.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
 ISO_DATE_REGEX = (
-    r"^(?!0000)(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    rf"^(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
     r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)\Z"
+    rf"|{_LEAP_YEAR}-02-29)\Z"
 )
 INTEGER_REGEX = r"^-?[0-9]+\Z"
 DECIMAL_REGEX = r"^-?[0-9]+(?:\.[0-9]+)?\Z"
@@ -78,6 +85,56 @@ def looks_like_identifier_value(value: object, kinds: tuple[str, ...]) -> bool:
     return identifier_kind(value, kinds) is not None
 
 
+IDENTIFIER_FUNCTION = "pkpi_looks_like_identifier"
+"""The SQL function (DuckDB, in Python) that answers ``looks_like_identifier_value``; see
+:func:`register_sql_functions`."""
+
+
+@lru_cache(maxsize=65_536)
+def _looks_like_identifier_sql(value: str, kinds: str) -> bool:
+    return looks_like_identifier_value(value, tuple(kinds.split(",")))
+
+
+def register_sql_functions(connection) -> None:
+    """Give a DuckDB connection the function the identifier rule's SQL calls."""
+    from duckdb import sqltypes
+
+    connection.create_function(IDENTIFIER_FUNCTION, _looks_like_identifier_sql,
+                               [sqltypes.VARCHAR, sqltypes.VARCHAR], sqltypes.BOOLEAN)
+
+
+# SAFE_CODE in RE2 (no look-ahead), matched whole. Without a joiner, a code that starts with a
+# letter and holds a digit has a letter right before its first digit, so SAFE_CODE needs a
+# joiner: a joiner first and a digit later, or a letter first and both later, in either order.
+_C, _J = r"[A-Za-z0-9_\-/.]", r"[_\-/.]"
+SAFE_CODE_RE2 = rf"(?:{_J}{_C}*[0-9]|[A-Za-z]{_C}*(?:[0-9]{_C}*{_J}|{_J}{_C}*[0-9])){_C}*"
+# Anything that could make a value an identifier of VALUE_KINDS: a character outside printable
+# ASCII (it may fold into a digit, or be a space), an @ (email), a letter before a digit with
+# only spaces between (postcode) or ten digits (NHS or phone number).
+MAYBE_IDENTIFIER_RE2 = r"[^ -~]|@|[A-Za-z] *[0-9]|(?:[0-9][^0-9]*){10}"
+
+
+def not_identifier_sql(column, kinds: tuple[str, ...]):
+    """SQL (DuckDB) that is true where ``column`` looks like no identifier of ``kinds``.
+
+    Most values are settled in DuckDB by regular expressions (RE2) that prove them no
+    identifier: a plain code (:data:`SAFE_CODE_RE2`, :data:`SAFE_CODE` in RE2), or a value
+    with nothing :data:`MAYBE_IDENTIFIER_RE2` looks for (in an id column also with a digit, as a
+    name has none). Only the rest reach Python's ``identifier_kind``, through
+    :data:`IDENTIFIER_FUNCTION`. tests/test_gate_identifier_codes.py runs this SQL against
+    identifier_kind.
+    """
+    def search(pattern: str):
+        return sa.func.regexp_matches(column, sa.literal(pattern))
+
+    plain = sa.not_(search(MAYBE_IDENTIFIER_RE2))
+    if PERSON_NAME in kinds:
+        plain = sa.and_(plain, search(r"[0-9]"))
+    code = sa.func.regexp_full_match(column, sa.literal(SAFE_CODE_RE2))
+    checked = sa.not_(getattr(sa.func, IDENTIFIER_FUNCTION)(column, sa.literal(",".join(kinds))))
+    return sa.case((sa.or_(code, plain), sa.true()), else_=checked)
+
+
 class ColumnValuesAreNotIdentifiers(ColumnMapMetricProvider):
     """Map metric: True for each value that does not look like a direct identifier of ``kinds``."""
 
@@ -90,6 +147,10 @@ class ColumnValuesAreNotIdentifiers(ColumnMapMetricProvider):
         # Each distinct value once: dates, numbers and enumerations repeat a great deal.
         flagged = {v: looks_like_identifier_value(v, kinds) for v in pd.unique(column)}
         return ~column.map(flagged).astype(bool)
+
+    @column_condition_partial(engine=SqlAlchemyExecutionEngine)
+    def _sqlalchemy(cls, column, kinds, **kwargs):
+        return not_identifier_sql(column, tuple(kinds))
 
 
 class ExpectColumnValuesToNotLookLikeIdentifiers(ColumnMapExpectation):
@@ -151,8 +212,9 @@ def _values_expectations(contract: Contract) -> list:
                 meta=_meta("type_decimal", n,
                            f"{n} must be a number such as 1234.50, without £ signs or commas.")))
             if c.decimal_places is not None:
-                out.append(gxe.ExpectColumnValuesToMatchRegex(
-                    column=n, regex=rf"^-?[0-9]+(?:\.[0-9]{{1,{c.decimal_places}}})?\Z|^(?!-?[0-9]+(?:\.[0-9]+)?\Z)",
+                # Only a well-formed number can have too many places (anything else fails type_decimal).
+                out.append(gxe.ExpectColumnValuesToNotMatchRegex(
+                    column=n, regex=rf"^-?[0-9]+\.[0-9]{{{c.decimal_places + 1},}}\Z",
                     meta=_meta("decimal_places", n,
                                f"{n} may have at most {c.decimal_places} decimal places.")))
         elif c.type == "enum":

@@ -1,0 +1,105 @@
+"""Great Expectations' SQL engine on an in-memory DuckDB: the two changes the gate needs, pinned
+to the GX versions they were checked against.
+
+GX 1.24 knows no DuckDB dialect, and that costs two things:
+
+* **Results.** GX runs each query in ``with engine.connect(): ...`` and fetches the rows after
+  the block, when the connection is closed; DuckDB's results go with it. Dialects on GX's
+  ``_PERSISTED_CONNECTION_DIALECTS`` keep one open connection instead (SQLite's, for its temp
+  tables): :func:`install` adds DuckDB to that list.
+* **Regular expressions.** GX's ``get_dialect_regex_expression`` has no DuckDB branch (duckdb's
+  dialect derives from PostgreSQL's, whose ``~`` is a *full* match in DuckDB, not a search).
+  :func:`install` answers DuckDB with ``regexp_matches`` (a search, as GX's pandas engine's
+  ``str.contains``) on the pattern translated by :func:`re2`.
+
+Everything else (expectations, suites, validation results) is GX's own.
+tests/test_gx_duckdb.py fails if a GX upgrade moves or renames what this relies on.
+"""
+
+from __future__ import annotations
+
+import re
+
+SUPPORTED_GX = ((1, 24), (1, 25))
+"""The GX versions checked: from 1.24 up to, not including, 1.25."""
+
+DIALECT = "duckdb"
+
+# The GX modules that call get_dialect_regex_expression by the name they imported.
+REGEX_MODULES = (
+    "great_expectations.expectations.metrics.column_map_metrics.column_values_match_regex",
+    "great_expectations.expectations.metrics.column_map_metrics.column_values_not_match_regex",
+)
+
+
+class _DuckDBDialect(str):
+    """The dialect name as GX's persisted-connection list holds its entries (they have ``.value``)."""
+
+    value = DIALECT
+
+
+def gx_version() -> tuple[int, int]:
+    import great_expectations as gx
+
+    major, minor = gx.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+_LOOKAROUND = re.compile(r"\(\?<?[=!]")
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})")
+
+
+def re2(pattern: str) -> str:
+    """``pattern`` (Python ``re`` syntax, as the suites write it) in the RE2 syntax DuckDB runs,
+    meaning the same on every value.
+
+    ``\\Z`` (end of text) is RE2's ``$`` (which, without the m flag, never matches before a final
+    newline) and ``\\uXXXX`` is ``\\x{XXXX}``. RE2 has no look-around: a pattern with one is
+    refused here rather than run with another meaning.
+    """
+    if _LOOKAROUND.search(pattern):
+        raise ValueError(
+            f"The regular expression {pattern!r} uses a look-ahead or look-behind, which DuckDB's "
+            "RE2 engine cannot run. Write the rule without it (for example as a "
+            "not-match expectation) in pkpi.suites."
+        )
+    return _UNICODE_ESCAPE.sub(r"\\x{\1}", pattern).replace(r"\Z", "$")
+
+
+def _is_duckdb(dialect) -> bool:
+    return getattr(dialect, "name", None) == DIALECT
+
+
+def install() -> None:
+    """Apply both changes (see the module docstring); safe to call more than once."""
+    import importlib
+
+    import sqlalchemy as sa
+    from great_expectations.execution_engine import sqlalchemy_execution_engine as engine
+
+    low, high = SUPPORTED_GX
+    modules = [importlib.import_module(name) for name in REGEX_MODULES]
+    if (not low <= gx_version() < high or not hasattr(engine, "_PERSISTED_CONNECTION_DIALECTS")
+            or not all(hasattr(m, "get_dialect_regex_expression") for m in modules)):
+        raise RuntimeError(
+            f"pkpi.gx_duckdb was checked with Great Expectations {low[0]}.{low[1]}.x, not "
+            f"{'.'.join(map(str, gx_version()))}: check that the SQL engine still keeps one "
+            "connection for the dialects in _PERSISTED_CONNECTION_DIALECTS and still builds "
+            "regular expressions with get_dialect_regex_expression (tests/test_gx_duckdb.py), "
+            "then widen SUPPORTED_GX."
+        )
+    if DIALECT not in engine._PERSISTED_CONNECTION_DIALECTS:
+        engine._PERSISTED_CONNECTION_DIALECTS = (*engine._PERSISTED_CONNECTION_DIALECTS, _DuckDBDialect(DIALECT))
+    for module in modules:
+        original = module.get_dialect_regex_expression
+        if getattr(original, "pkpi_duckdb", False):
+            continue
+
+        def regex_expression(column, regex, dialect, positive=True, _original=original):
+            if not _is_duckdb(dialect):
+                return _original(column, regex, dialect, positive)
+            found = sa.func.regexp_matches(column, sa.literal(re2(regex)))
+            return found if positive else sa.not_(found)
+
+        regex_expression.pkpi_duckdb = True
+        module.get_dialect_regex_expression = regex_expression
