@@ -290,6 +290,9 @@ ROW_INDEX = "pkpi_row"
 """The column, added to each frame validated, that names a failing row (its position in the frame)."""
 
 
+from .gx_duckdb import fresh_run  # noqa: E402  (GX itself is imported only when first needed)
+
+
 class _GxRunner:
     """One ephemeral GX context per process, validating on an in-memory DuckDB through GX's SQL
     engine, with each contract's suites registered once.
@@ -312,15 +315,19 @@ class _GxRunner:
         from .suites import register_sql_functions
 
         install()
-        self.connection = duckdb.connect()  # in memory: the frames live only while validated
+        # In memory: the frames live only while validated. This connection writes them (each
+        # statement committed at once); GX reads through connections of its own to the same
+        # database (and its identifier function).
+        self.connection = duckdb.connect()
         register_sql_functions(self.connection)
+
+        def gx_connection():
+            return duckdb_engine.ConnectionWrapper(self.connection.cursor())
+
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        # Every engine GX makes for this source is a handle on this one connection, which holds
-        # the frames and the identifier function.
         self.source = self.context.data_sources.add_sql(
-            "partner_returns", connection_string="duckdb:///:memory:",
-            kwargs={"creator": lambda: duckdb_engine.ConnectionWrapper(self.connection)})
+            "partner_returns", connection_string="duckdb:///:memory:", kwargs={"creator": gx_connection})
         self.definitions: dict[str, object] = {}
         self.tables: dict[str, str] = {}
         for rt in return_types():
@@ -353,6 +360,7 @@ class _GxRunner:
         """
         definition = self.definitions[suite_name]
         table = self.tables[suite_name]
+        fresh_run(self.source.get_execution_engine())
         # Copied into DuckDB's own storage once: every query GX makes then reads native columns,
         # not the frame's Python strings again.
         self.connection.register("pkpi_frame", frame)

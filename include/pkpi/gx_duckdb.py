@@ -1,12 +1,16 @@
 """Great Expectations' SQL engine on an in-memory DuckDB: the two changes the gate needs, pinned
 to the GX versions they were checked against.
 
-GX 1.24 knows no DuckDB dialect, and that costs two things:
+GX 1.24 knows no DuckDB dialect, and validates a table as the same batch every run; so:
 
 * **Results.** GX runs each query in ``with engine.connect(): ...`` and fetches the rows after
   the block, when the connection is closed; DuckDB's results go with it. Dialects on GX's
   ``_PERSISTED_CONNECTION_DIALECTS`` keep one open connection instead (SQLite's, for its temp
   tables): :func:`install` adds DuckDB to that list.
+* **Metric cache.** The SQL engine caches metrics by batch id, and a whole-table batch has
+  the same id every run: a second file would get the first file's column list and counts.
+  :func:`fresh_run` empties the cache before each run (within a run it still serves) and ends
+  the kept connection's transaction, whose snapshot would not see the new file.
 * **Regular expressions.** GX's ``get_dialect_regex_expression`` has no DuckDB branch (duckdb's
   dialect derives from PostgreSQL's, whose ``~`` is a *full* match in DuckDB, not a search).
   :func:`install` answers DuckDB with ``regexp_matches`` (a search, as GX's pandas engine's
@@ -103,3 +107,20 @@ def install() -> None:
 
         regex_expression.pkpi_duckdb = True
         module.get_dialect_regex_expression = regex_expression
+
+
+def fresh_run(execution_engine) -> None:
+    """Make the SQL engine's next run read the tables as they are now.
+
+    It empties the engine's metric cache and ends the transaction its one kept connection has
+    open (DuckDB gives a transaction a snapshot, so an old one would not see a new table)."""
+    cache = getattr(execution_engine, "_metric_cache", None)
+    if not isinstance(cache, dict) or not hasattr(execution_engine, "_connection"):
+        raise RuntimeError(
+            "pkpi.gx_duckdb expected Great Expectations' SQL engine to cache metrics in a dict "
+            "named _metric_cache and keep its connection in _connection (GX 1.24): check how "
+            "the upgrade does both (tests/test_gx_duckdb.py) before validating on DuckDB."
+        )
+    cache.clear()
+    if execution_engine._connection is not None:
+        execution_engine._connection.rollback()  # read-only work: nothing to keep
