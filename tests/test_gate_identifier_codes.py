@@ -70,3 +70,50 @@ def test_the_shortcut_agrees_with_identifier_kind_on_many_generated_values():
             assert looks_like_identifier_value(value, kinds) == expected, (value, kinds)
         shortcut += bool(SAFE_CODE.fullmatch(value))
     assert shortcut > 300  # the shortcut was really taken, not only the slow path
+
+
+def _generated_values() -> set[str]:
+    rng = random.Random(13)
+    nhs = _nhs_numbers(rng, 200)
+    pieces = ["K", "NCT", "ab", "Z", "-", "_", "/", ".", "+", "(", ")", " ", "@", "0", "07", "44",
+              "00", "1", "12", "2CD", "é", "\u0663", "x.uk", "Mc", "Jo", "\t", "\u00a0", "ｓ"] + nhs
+    values = set(nhs) | set(IDENTIFIERS)
+    for _ in range(20_000):
+        values.add("".join(rng.choice(pieces) for _ in range(rng.randint(1, 5))))
+    return values
+
+
+def test_the_sql_rule_gives_identifier_kinds_verdict_on_every_value():
+    """The gate runs the rule in DuckDB (pkpi.suites.not_identifier_sql): its regular expressions
+    settle most values, Python's identifier_kind the rest; together exactly identifier_kind."""
+    import duckdb
+    import pandas as pd
+    import sqlalchemy as sa
+    from duckdb_engine import Dialect
+
+    from pkpi import suites
+
+    typical = ["2025-03-18", "18/03/2025", "police", "early_help", "16", "1234.50", "CT-2025030000000",
+               "NCT-8012902"]  # what nearly every cell of a real return holds
+    values = sorted(_generated_values() | set(typical))
+    con = duckdb.connect()
+    try:
+        suites.register_sql_functions(con)
+        con.register("frame", pd.DataFrame({"v": values}, dtype=object))
+        con.execute("create table vals as select * from frame")
+        for kinds in (ID_KINDS, VALUE_KINDS):
+            query = sa.select(sa.column("v"), suites.not_identifier_sql(sa.column("v"), kinds).label("ok"),
+                              sa.or_(sa.func.regexp_full_match(sa.column("v"), suites.SAFE_CODE_RE2),
+                                            sa.not_(sa.func.regexp_matches(sa.column("v"), suites.MAYBE_IDENTIFIER_RE2))).label("settled"),
+                              ).select_from(sa.table("vals"))
+            sql = str(query.compile(dialect=Dialect(), compile_kwargs={"literal_binds": True}))
+            settled = set()
+            for value, ok, quick in con.execute(sql).fetchall():
+                assert ok == (identifier_kind(value, kinds) is None), (value, kinds)
+                if quick:
+                    settled.add(value)
+            assert len(settled) > 300  # the regular expressions really settle values
+            if kinds == VALUE_KINDS:
+                assert set(typical) <= settled
+    finally:
+        con.close()
