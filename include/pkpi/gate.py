@@ -239,12 +239,13 @@ def _per_distinct(column: pd.Series, convert) -> pd.Series:
     codes, uniques = pd.factorize(column)
     converted = convert(pd.Series(uniques, dtype=object)).to_numpy()
     blank = np.array([None], dtype=converted.dtype)  # None, NaN or NaT, as the type has it
-    return pd.Series(np.append(converted, blank)[codes], index=column.index)
+    return pd.Series(np.append(converted, blank)[codes], index=column.index, dtype=converted.dtype)
 
 
 def _frames_of(columns: dict[str, list], contract: Contract,
                reference: Reference) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The original text, the normalised text (values suite) and typed values (ranges suite).
+    """The original text, the normalised text (values suite) and typed values of the number and
+    date columns (ranges suite).
 
     Every value is treated on its own (nothing depends on the other rows), so the frames of
     several files' rows one after another are those files' frames one after another.
@@ -255,10 +256,8 @@ def _frames_of(columns: dict[str, list], contract: Contract,
     for c in contract.columns:
         if c.type in ("date", "enum") or c.reference:
             text[c.name] = _per_distinct(original[c.name], lambda v: _column_text(c, v, reference))
-        if c.type in TYPE_REGEX:
+        if c.type in TYPE_REGEX:  # the ranges suite checks these columns only
             typed[c.name] = _per_distinct(text[c.name], lambda v: _typed(c, v))
-        else:
-            typed[c.name] = text[c.name]
     return original, text, typed
 
 
