@@ -125,6 +125,17 @@ def test_files_for_different_periods_are_each_checked_against_their_own(place):
     assert [(p.rule, p.row) for p in in_february.problems] == [("in_period", 2)]
 
 
+def test_every_failing_row_is_reported_not_only_the_first_twenty(place):
+    """GX's SQL engine lists at most partial_unexpected_count failing rows unless told otherwise."""
+    settings, reference = place
+    rows = [[f"C{n:03d}", f"K-{n:04d}", "2025-04-02", "police", "x", "female", "white", "nfa", ""]
+            for n in range(30)]
+    files = _files(settings, [(f"contacts/NCT/{MONTH}/thirty.csv", csv_bytes(table("contacts", rows=rows)))])
+    verdict = judge(files[0][0], files[0][1], settings.landing_dir, reference, today=TODAY)
+    for rule in ("type_integer", "in_period"):
+        assert [p.row for p in verdict.problems if p.rule == rule] == list(range(2, 32))
+
+
 def test_a_file_the_gate_fails_on_does_not_take_the_others_with_it(place, monkeypatch):
     settings, reference = place
     good = csv_bytes(table("contacts"))

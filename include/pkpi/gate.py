@@ -28,6 +28,7 @@ import pandas as pd
 
 from .landing import IN_PROGRESS_SUFFIXES, is_in_progress  # noqa: F401  (shared with the sensor)
 from .contracts import Contract, get_contract, looks_like_identifier, return_types
+from .gx_duckdb import fresh_run
 from .identifiers import ID_KINDS, identifier_kind
 from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
@@ -263,8 +264,8 @@ def _frames_of(columns: dict[str, list], contract: Contract,
 
 def _typed(c, text: pd.Series) -> pd.Series:
     """A number or date column's values converted (null where they fail the type's rule)."""
-    # Only text that meets the column's type rule (the same regex, applied the way GX's pandas
-    # engine applies it) is converted; the rest is null in the typed frame, so the ranges suite
+    # Only text that meets the column's type rule (the same regex, here in Python; in the suite in
+    # DuckDB, where tests/test_gx_duckdb.py checks it means the same) is converted; the rest is null in the typed frame, so the ranges suite
     # never reports a second problem for it and nothing a lenient parser accepts ("1e3",
     # "18.0", "inf", "2025-4-5") can slip through.
     well_formed = text.str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
@@ -287,9 +288,6 @@ def _gx() -> "_GxRunner":
 
 ROW_INDEX = "pkpi_row"
 """The column, added to each frame validated, that names a failing row (its position in the frame)."""
-
-
-from .gx_duckdb import fresh_run  # noqa: E402  (GX itself is imported only when first needed)
 
 
 class _GxRunner:
@@ -372,9 +370,11 @@ class _GxRunner:
                                    result_format={"result_format": "BOOLEAN_ONLY"})
             if quick.success:
                 return list(quick.results)
+            # Every failing row: GX's SQL engine otherwise stops listing at partial_unexpected_count.
             result = definition.run(
                 expectation_parameters=parameters,
                 result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_INDEX],
+                               "partial_unexpected_count": max(len(frame), 1),
                                "return_unexpected_index_query": False},
             )
             return list(result.results)
