@@ -59,13 +59,13 @@ import json, re, sys, time
 from pathlib import Path
 from datetime import date
 sys.path.insert(0, sys.argv[1] + "/include")
-from pkpi.gate import _gx
+from pkpi.gate import _duckdb_runner, _pandas_runner
 from pkpi.ingest import ingest_file
 from pkpi.reference import load_reference
 from pkpi.settings import Settings
 settings = Settings.from_env({"PKPI_DATA_DIR": sys.argv[2], "PKPI_REFERENCE_DIR": sys.argv[1] + "/seeds"})
 reference = load_reference(settings)
-_gx()
+_pandas_runner(), _duckdb_runner()
 outcome = None
 start = time.perf_counter()
 if sys.argv[3] != "-":

@@ -37,7 +37,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 import duckdb  # noqa: E402
 
-from pkpi.gate import _gx, judge, judge_many  # noqa: E402
+from pkpi.gate import _duckdb_runner, _pandas_runner, judge, judge_many  # noqa: E402
 from pkpi.ingest import ingest_file  # noqa: E402
 from pkpi.reference import load_reference  # noqa: E402
 from pkpi.settings import Settings  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> int:
         path.write_bytes(content)
         print(f"{args.rows:,} rows, {len(content) / 1e6:.1f} MB")
 
-        _gx()  # built once per process in real runs too
+        _pandas_runner(), _duckdb_runner()  # each built once per process in real runs too
         started = _clock()
         with duckdb.connect() as con:
             con.execute("CREATE TABLE t AS SELECT * FROM read_csv(?, header = true, all_varchar = true)",

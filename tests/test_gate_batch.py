@@ -63,6 +63,20 @@ def test_the_whole_corpus_judged_together_gets_the_verdicts_judged_alone(place, 
     assert len(together) < sum(together)
 
 
+def test_both_engines_give_every_file_of_the_corpus_the_same_verdict(place, monkeypatch):
+    """Small runs validate on GX's pandas engine, large ones on its SQL engine on DuckDB
+    (gate.DUCKDB_FROM_ROWS): a partner's verdict must not depend on which one ran."""
+    settings, reference = place
+    files = _files(settings, [(c.path, c.content) for c in CASES])
+    on_pandas = judge_many(files, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
+    monkeypatch.setattr(gate, "DUCKDB_FROM_ROWS", 0)
+    on_duckdb = judge_many(files, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
+    for case, duck, pandas_verdict in zip(CASES, on_duckdb, on_pandas):
+        assert bool(pandas_verdict.accepted) == case.accepted, case.id
+        _same(duck, pandas_verdict)
+    assert gate._pandas_runner.cache_info().currsize == gate._duckdb_runner.cache_info().currsize == 1
+
+
 # One bad cell per file, each breaking a different rule of the contacts contract.
 BAD_CELLS = [
     {(3, "child_age_years"): "19"}, {(3, "child_age_years"): "seven"}, {(4, "contact_date"): "2025-04-02"},
@@ -125,8 +139,11 @@ def test_files_for_different_periods_are_each_checked_against_their_own(place):
     assert [(p.rule, p.row) for p in in_february.problems] == [("in_period", 2)]
 
 
-def test_every_failing_row_is_reported_not_only_the_first_twenty(place):
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_every_failing_row_is_reported_not_only_the_first_twenty(place, monkeypatch, engine):
     """GX's SQL engine lists at most partial_unexpected_count failing rows unless told otherwise."""
+    if engine == "duckdb":
+        monkeypatch.setattr(gate, "DUCKDB_FROM_ROWS", 0)
     settings, reference = place
     rows = [[f"C{n:03d}", f"K-{n:04d}", "2025-04-02", "police", "x", "female", "white", "nfa", ""]
             for n in range(30)]

@@ -8,7 +8,11 @@ stale table or running a regular expression with another meaning.
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +33,10 @@ def test_gx_still_keeps_one_connection_only_for_the_listed_dialects():
     assert "_PERSISTED_CONNECTION_DIALECTS" in source and "self._connection" in source
     source = inspect.getsource(engine.ExecutionEngine._process_direct_and_bundled_metric_computation_configurations)
     assert "_metric_cache" in source
+    # The runner's close empties what the dialect keeps of DuckDB's type objects (see gate).
+    from duckdb_engine import Dialect
+
+    assert isinstance(Dialect()._type_memos, dict) or hasattr(Dialect()._type_memos, "clear")
 
 
 def test_an_unchecked_gx_version_is_refused_with_what_to_do(monkeypatch):
@@ -95,3 +103,35 @@ def test_a_suite_on_duckdb_returns_results_rows_and_fresh_tables():
         engine.engine.dispose()
         source.get_engine().dispose()
         con.close()
+
+
+# Builds the DuckDB runner and judges one file, in a process of its own (argv[1]: a folder).
+_JUDGE_ON_DUCKDB = """
+import sys
+from pathlib import Path
+import pkpi.gate as gate
+from pkpi.reference import load_reference
+from pkpi.settings import Settings
+from support.returns import MONTH, TODAY, csv_bytes, drop_file, make_reference, table
+base = Path(sys.argv[1])
+settings = Settings.from_env({"PKPI_DATA_DIR": str(base / "data"),
+                              "PKPI_REFERENCE_DIR": str(make_reference(base / "reference"))})
+gate.DUCKDB_FROM_ROWS = 0
+content = csv_bytes(table("contacts"))
+path = drop_file(settings.landing_dir, f"contacts/NCT/{MONTH}/one.csv", content)
+verdict = gate.judge(path, content, settings.landing_dir, load_reference(settings), today=TODAY)
+assert verdict.accepted and gate._duckdb_runner.cache_info().currsize == 1, verdict.problems
+print("judged")
+"""
+
+
+def test_a_process_that_validated_on_duckdb_exits_without_leak_reports(tmp_path):
+    """Without close_at_exit, every such process (an ingest task) ends with about forty lines of
+    nanobind "leaked" reports on stderr, which read like a fault in the task's log."""
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", _JUDGE_ON_DUCKDB, str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "judged"
+    assert "leaked" not in done.stderr, done.stderr[:2000]

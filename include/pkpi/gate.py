@@ -264,10 +264,11 @@ def _frames_of(columns: dict[str, list], contract: Contract,
 
 def _typed(c, text: pd.Series) -> pd.Series:
     """A number or date column's values converted (null where they fail the type's rule)."""
-    # Only text that meets the column's type rule (the same regex, here in Python; in the suite in
-    # DuckDB, where tests/test_gx_duckdb.py checks it means the same) is converted; the rest is null in the typed frame, so the ranges suite
-    # never reports a second problem for it and nothing a lenient parser accepts ("1e3",
-    # "18.0", "inf", "2025-4-5") can slip through.
+    # Only text that meets the column's type rule (the same regex, here in Python re; in the
+    # suite also in DuckDB's RE2, where tests/test_gx_duckdb.py checks it means the same) is
+    # converted; the rest is null in the typed frame, so the ranges suite never reports a second
+    # problem for it and nothing a lenient parser accepts ("1e3", "18.0", "inf", "2025-4-5") can
+    # slip through.
     well_formed = text.str.contains(TYPE_REGEX[c.type], regex=True, na=False).astype(bool)
     candidates = text.where(well_formed, None)
     if c.type == "date":
@@ -281,34 +282,115 @@ def _frames(table: TextTable, contract: Contract, positions: dict[str, int],
     return _frames_of(_contract_columns(table, contract, positions), contract, reference)
 
 
-@lru_cache(maxsize=1)
-def _gx() -> "_GxRunner":
-    return _GxRunner()
+DUCKDB_FROM_ROWS = 20_000
+"""The fewest rows a GX run validates on DuckDB; a run of fewer rows validates on pandas.
 
+Both engines give the same verdicts (tests/test_gate_batch.py); what differs is the cost. GX's
+pandas engine costs little to start and a great deal per row; its SQL engine on DuckDB the
+reverse (a table written and queries compiled per run, then DuckDB's speed per row). They cost
+the same at about this many rows (docs/performance.md)."""
 
 ROW_INDEX = "pkpi_row"
-"""The column, added to each frame validated, that names a failing row (its position in the frame)."""
+"""The column, added to each frame validated on DuckDB, that names a failing row (its position
+in the frame); GX's pandas engine names rows by the frame's index."""
 
 
-class _GxRunner:
-    """One ephemeral GX context per process, validating on an in-memory DuckDB through GX's SQL
-    engine, with each contract's suites registered once.
+@lru_cache(maxsize=1)
+def _gx_context():
+    """One ephemeral GX context per process, with each contract's suites registered once; both
+    runners validate with them."""
+    # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suites = {suite.name: context.suites.add(suite)
+              for rt in return_types() for suite in build_suites(get_contract(rt))}
+    return context, suites
+
+
+@lru_cache(maxsize=1)
+def _pandas_runner() -> "_PandasRunner":
+    return _PandasRunner()
+
+
+@lru_cache(maxsize=1)
+def _duckdb_runner() -> "_DuckDBRunner":
+    return _DuckDBRunner()
+
+
+def _runner(rows: int) -> "_PandasRunner | _DuckDBRunner":
+    """The runner for a GX run of ``rows`` rows (see :data:`DUCKDB_FROM_ROWS`)."""
+    return _duckdb_runner() if rows >= DUCKDB_FROM_ROWS else _pandas_runner()
+
+
+def _as_nanoseconds(dates: pd.Series) -> pd.Series:
+    """``dates`` at nanosecond resolution when every date fits it (years 1678 to 2261).
+
+    GX's pandas engine compares a datetime64[ns] column with its bounds in one vectorised step,
+    but any other resolution (pandas parses to microseconds) one value at a time in Python. A
+    date outside that span (a typing slip such as 0202-03-05) keeps its resolution and so its
+    verdict.
+    """
+    low, high = dates.min(), dates.max()
+    if pd.isna(low) or (low >= pd.Timestamp.min and high <= pd.Timestamp.max):
+        return dates.astype("datetime64[ns]")
+    return dates
+
+
+class _PandasRunner:
+    """Validates on the frame itself through GX's pandas engine: cheap to start, dear per row."""
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+
+        from .gx_pandas import skip_batch_fingerprints
+
+        skip_batch_fingerprints()
+        context, suites = _gx_context()
+        asset = context.data_sources.add_pandas("partner_returns").add_dataframe_asset("return")
+        batch_definition = asset.add_batch_definition_whole_dataframe("whole_file")
+        self.definitions = {name: context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{name}.pandas", data=batch_definition, suite=suite))
+            for name, suite in suites.items()}
+
+    def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
+        """One suite's expectation results, with every failing cell's index when any failed.
+
+        Most files are clean, so the suite first runs in GX's cheapest mode (pass or fail only,
+        roughly half the cost of listing cells); only a suite that failed runs again to list them.
+        """
+        frame = frame.assign(**{n: _as_nanoseconds(frame[n]) for n in frame.columns if frame[n].dtype.kind == "M"})
+        definition = self.definitions[suite_name]
+        quick = definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters,
+                               result_format={"result_format": "BOOLEAN_ONLY"})
+        if quick.success:
+            return list(quick.results)
+        result = definition.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=parameters,
+            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": None},
+        )
+        return list(result.results)
+
+
+class _DuckDBRunner:
+    """Validates on an in-memory DuckDB through GX's SQL engine: dearer to start and per run,
+    far cheaper per row.
 
     Each suite reads one table of that DuckDB: :meth:`run` puts the frame to validate there, so
     GX's metrics run as DuckDB queries over it (at DuckDB's speed, not pandas' per-cell Python).
+    sqlalchemy's DuckDB dialect is imported here, so a process of small files never loads it.
     """
 
     def __init__(self) -> None:
-        # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
-        logging.getLogger("great_expectations").setLevel(logging.WARNING)
-        import atexit
-
         import duckdb
         import duckdb_engine
         import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        from .gx_duckdb import install
+        from .gx_duckdb import close_at_exit, install
         from .suites import register_sql_functions
 
         install()
@@ -321,36 +403,35 @@ class _GxRunner:
         def gx_connection():
             return duckdb_engine.ConnectionWrapper(self.connection.cursor())
 
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        self.source = self.context.data_sources.add_sql(
-            "partner_returns", connection_string="duckdb:///:memory:", kwargs={"creator": gx_connection})
+        context, suites = _gx_context()
+        self.source = context.data_sources.add_sql(
+            "partner_returns_duckdb", connection_string="duckdb:///:memory:", kwargs={"creator": gx_connection})
         self.definitions: dict[str, object] = {}
         self.tables: dict[str, str] = {}
-        for rt in return_types():
-            contract = get_contract(rt)
-            for suite in build_suites(contract):
-                table = suite.name.replace(".", "_")
-                self.tables[suite.name] = table
-                self.connection.execute(f"create table {table} ({ROW_INDEX} bigint)")  # replaced by each run
-                batch = self.source.add_table_asset(table, table_name=table).add_batch_definition_whole_table("whole_file")
-                suite = self.context.suites.add(suite)
-                self.definitions[suite.name] = self.context.validation_definitions.add(
-                    gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
-        atexit.register(self.close)
+        for name, suite in suites.items():
+            table = name.replace(".", "_")
+            self.tables[name] = table
+            self.connection.execute(f"create table {table} ({ROW_INDEX} bigint)")  # replaced by each run
+            batch = self.source.add_table_asset(table, table_name=table).add_batch_definition_whole_table("whole_file")
+            self.definitions[name] = context.validation_definitions.add(
+                gx.ValidationDefinition(name=f"{name}.duckdb", data=batch, suite=suite))
+        close_at_exit(self.close)
 
     def close(self) -> None:
-        """Close GX's connections and the DuckDB (else DuckDB reports leaked objects at exit)."""
+        """Close GX's connections and the DuckDB, and drop what sqlalchemy keeps of DuckDB's
+        type objects (else nanobind reports them leaked at exit; see pkpi.gx_duckdb)."""
         engine = self.source.get_execution_engine()
         if engine._connection is not None:
             engine._connection.close()
-        engine.engine.dispose()
-        self.source.get_engine().dispose()
+        for sa_engine in (engine.engine, self.source.get_engine()):
+            sa_engine.dispose()
+            # The dialect's result processors, keyed by the DuckDB types of the columns read.
+            sa_engine.dialect._type_memos.clear()
         self.connection.close()
 
     def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
-        """One suite's expectation results on ``frame`` (with its :data:`ROW_INDEX` column), with
-        every failing cell's row when any failed.
+        """One suite's expectation results on ``frame``, with every failing cell's row (its
+        :data:`ROW_INDEX`) when any failed.
 
         Most files are clean, so the suite first runs in GX's cheapest mode (pass or fail only);
         only a suite that failed runs again to list the cells.
@@ -360,7 +441,7 @@ class _GxRunner:
         fresh_run(self.source.get_execution_engine())
         # Copied into DuckDB's own storage once: every query GX makes then reads native columns,
         # not the frame's Python strings again.
-        self.connection.register("pkpi_frame", frame)
+        self.connection.register("pkpi_frame", frame.assign(**{ROW_INDEX: np.arange(len(frame))}))
         try:
             self.connection.execute(f"create or replace table {table} as select * from pkpi_frame")
         finally:
@@ -455,7 +536,9 @@ def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]
         if r.success:
             continue
         column = meta.get("column")
-        for index in (row[ROW_INDEX] for row in r.result["unexpected_index_list"]):
+        # GX's pandas engine names a row by its index, the SQL engine by a dict of its index columns.
+        for row in r.result["unexpected_index_list"]:
+            index = row[ROW_INDEX] if isinstance(row, dict) else row
             value = original.at[index, column] if column in original.columns else None
             problems.append((index, Problem(meta["rule"], meta["message"], row=source_rows[index],
                                             column=column, value=_shown(value, meta["rule"]))))
@@ -602,10 +685,8 @@ def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Pr
         columns = {c.name: [v for b in batch for v in b.columns[c.name]] for c in contract.columns}
         source_rows = [row for b in batch for row in b.source_rows]
     original, text, typed = _frames_of(columns, contract, reference)
-    for frame in (text, typed):
-        frame[ROW_INDEX] = range(len(frame))
     values_suite, ranges_suite = suite_names(contract)
-    runner = _gx()
+    runner = _runner(len(original))
     found = _problems_from(runner.run(values_suite, text, first.parameters), original, source_rows)
     found += _problems_from(runner.run(ranges_suite, typed, first.parameters), original, source_rows)
     ends = list(accumulate(len(b.source_rows) for b in batch))

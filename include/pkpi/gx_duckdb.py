@@ -11,6 +11,10 @@ GX 1.24 knows no DuckDB dialect, and validates a table as the same batch every r
   the same id every run: a second file would get the first file's column list and counts.
   :func:`fresh_run` empties the cache before each run (within a run it still serves) and ends
   the kept connection's transaction, whose snapshot would not see the new file.
+* **Exit.** duckdb_engine keeps DuckDB objects in its modules' globals; when Python tears those
+  down at exit after DuckDB's own, nanobind prints about forty "leaked instances" lines on
+  stderr, which read like a fault in every task log. :func:`close_at_exit` closes the runner's
+  connections and forgets duckdb_engine's modules first.
 * **Regular expressions.** GX's ``get_dialect_regex_expression`` has no DuckDB branch (duckdb's
   dialect derives from PostgreSQL's, whose ``~`` is a *full* match in DuckDB, not a search).
   :func:`install` answers DuckDB with ``regexp_matches`` (a search, as GX's pandas engine's
@@ -22,7 +26,11 @@ tests/test_gx_duckdb.py fails if a GX upgrade moves or renames what this relies 
 
 from __future__ import annotations
 
+import atexit
+import gc
 import re
+import sys
+from collections.abc import Callable
 
 SUPPORTED_GX = ((1, 24), (1, 25))
 """The GX versions checked: from 1.24 up to, not including, 1.25."""
@@ -124,3 +132,17 @@ def fresh_run(execution_engine) -> None:
     cache.clear()
     if execution_engine._connection is not None:
         execution_engine._connection.rollback()  # read-only work: nothing to keep
+
+
+def close_at_exit(close: Callable[[], None]) -> None:
+    """At exit, run ``close`` (it closes the engines and connections of DuckDB that GX holds),
+    then drop every duckdb_engine module with its globals and collect them, while DuckDB
+    can still free what they hold (see the module docstring, **Exit**)."""
+    def at_exit() -> None:
+        close()
+        for name in [n for n in sys.modules if n.startswith("duckdb_engine")]:
+            module = sys.modules.pop(name)
+            module.__dict__.clear()
+        gc.collect()
+
+    atexit.register(at_exit)
