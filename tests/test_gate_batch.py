@@ -44,14 +44,23 @@ def _same(batched, alone) -> None:
         pd.testing.assert_frame_equal(batched.rows, alone.rows)
 
 
-def test_the_whole_corpus_judged_together_gets_the_verdicts_judged_alone(place, monkeypatch):
+@pytest.fixture(scope="module")
+def corpus(place):
+    """The whole corpus judged together (as ingest runs the gate, so on pandas): its files, their
+    verdicts and the size of each GX run; shared by the tests that compare it with other runs."""
     settings, reference = place
     files = _files(settings, [(c.path, c.content) for c in CASES])
     runs = []
     real_validate = gate._validate
-    monkeypatch.setattr(gate, "_validate", lambda batch, ref: runs.append(len(batch)) or real_validate(batch, ref))
-    batched = judge_many(files, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
-    together = list(runs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gate, "_validate", lambda batch, ref: runs.append(len(batch)) or real_validate(batch, ref))
+        batched = judge_many(files, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
+    return files, batched, runs
+
+
+def test_the_whole_corpus_judged_together_gets_the_verdicts_judged_alone(place, corpus):
+    settings, reference = place
+    files, batched, together = corpus
     alone = [judge(path, content, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
              for path, content in files]
     assert len(batched) == len(files)
@@ -63,12 +72,11 @@ def test_the_whole_corpus_judged_together_gets_the_verdicts_judged_alone(place, 
     assert len(together) < sum(together)
 
 
-def test_both_engines_give_every_file_of_the_corpus_the_same_verdict(place, monkeypatch):
+def test_both_engines_give_every_file_of_the_corpus_the_same_verdict(place, corpus, monkeypatch):
     """Small runs validate on GX's pandas engine, large ones on its SQL engine on DuckDB
     (gate.DUCKDB_FROM_ROWS): a partner's verdict must not depend on which one ran."""
     settings, reference = place
-    files = _files(settings, [(c.path, c.content) for c in CASES])
-    on_pandas = judge_many(files, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
+    files, on_pandas, _ = corpus
     monkeypatch.setattr(gate, "DUCKDB_FROM_ROWS", 0)
     on_duckdb = judge_many(files, settings.landing_dir, reference, today=TODAY, limits=settings.limits)
     for case, duck, pandas_verdict in zip(CASES, on_duckdb, on_pandas):
