@@ -97,12 +97,8 @@ def test_a_suite_on_duckdb_returns_results_rows_and_fresh_tables():
             assert result.success == (not bad)
             assert sorted(row["row_id"] for row in result.result.get("unexpected_index_list") or []) == bad
     finally:
-        engine = source.get_execution_engine()
-        if engine._connection is not None:
-            engine._connection.close()
-        engine.engine.dispose()
-        source.get_engine().dispose()
-        con.close()
+        gx_duckdb.close_source(source, con)
+        gx_duckdb.close_at_exit(lambda: None)  # this test process exits quietly too
 
 
 # Builds the DuckDB runner and judges one file, in a process of its own (argv[1]: a folder).

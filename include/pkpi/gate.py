@@ -28,7 +28,7 @@ import pandas as pd
 
 from .landing import IN_PROGRESS_SUFFIXES, is_in_progress  # noqa: F401  (shared with the sensor)
 from .contracts import Contract, get_contract, looks_like_identifier, return_types
-from .gx_duckdb import fresh_run
+from .gx_duckdb import close_source, fresh_run
 from .identifiers import ID_KINDS, identifier_kind
 from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
@@ -418,16 +418,8 @@ class _DuckDBRunner:
         close_at_exit(self.close)
 
     def close(self) -> None:
-        """Close GX's connections and the DuckDB, and drop what sqlalchemy keeps of DuckDB's
-        type objects (else nanobind reports them leaked at exit; see pkpi.gx_duckdb)."""
-        engine = self.source.get_execution_engine()
-        if engine._connection is not None:
-            engine._connection.close()
-        for sa_engine in (engine.engine, self.source.get_engine()):
-            sa_engine.dispose()
-            # The dialect's result processors, keyed by the DuckDB types of the columns read.
-            sa_engine.dialect._type_memos.clear()
-        self.connection.close()
+        """Close GX's connections and the DuckDB (see pkpi.gx_duckdb.close_source)."""
+        close_source(self.source, self.connection)
 
     def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
         """One suite's expectation results on ``frame``, with every failing cell's row (its

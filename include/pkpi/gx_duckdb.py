@@ -134,6 +134,20 @@ def fresh_run(execution_engine) -> None:
         execution_engine._connection.rollback()  # read-only work: nothing to keep
 
 
+def close_source(source, connection) -> None:
+    """Close a GX SQL data source on DuckDB and the DuckDB connection it reads: GX's open
+    connection, both sqlalchemy engines, and what their dialect keeps of DuckDB's type objects
+    (else nanobind reports them leaked at exit; see the module docstring, **Exit**)."""
+    engine = source.get_execution_engine()
+    if engine._connection is not None:
+        engine._connection.close()
+    for sa_engine in (engine.engine, source.get_engine()):
+        sa_engine.dispose()
+        # The dialect's result processors, keyed by the DuckDB types of the columns read.
+        sa_engine.dialect._type_memos.clear()
+    connection.close()
+
+
 def close_at_exit(close: Callable[[], None]) -> None:
     """At exit, run ``close`` (it closes the engines and connections of DuckDB that GX holds),
     then drop every duckdb_engine module with its globals and collect them, while DuckDB
