@@ -21,11 +21,6 @@ from pkpi.contracts import ID_REGEX
 from pkpi.suites import DECIMAL_REGEX, FORMULA_REGEX, INTEGER_REGEX, ISO_DATE_REGEX
 
 
-def test_installed_gx_is_a_version_the_changes_were_checked_with():
-    low, high = gx_duckdb.SUPPORTED_GX
-    assert low <= gx_duckdb.gx_version() < high
-
-
 def test_gx_still_keeps_one_connection_only_for_the_listed_dialects():
     from great_expectations.execution_engine import sqlalchemy_execution_engine as engine
 

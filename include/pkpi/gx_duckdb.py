@@ -32,8 +32,8 @@ import re
 import sys
 from collections.abc import Callable
 
-SUPPORTED_GX = ((1, 24), (1, 25))
-"""The GX versions checked: from 1.24 up to, not including, 1.25."""
+# Both compatibility layers were checked against the same GX versions: one pin.
+from .gx_pandas import SUPPORTED_GX, gx_version
 
 DIALECT = "duckdb"
 
@@ -48,13 +48,6 @@ class _DuckDBDialect(str):
     """The dialect name as GX's persisted-connection list holds its entries (they have ``.value``)."""
 
     value = DIALECT
-
-
-def gx_version() -> tuple[int, int]:
-    import great_expectations as gx
-
-    major, minor = gx.__version__.split(".")[:2]
-    return int(major), int(minor)
 
 
 _LOOKAROUND = re.compile(r"\(\?<?[=!]")
