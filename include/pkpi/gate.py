@@ -357,23 +357,21 @@ class _PandasRunner:
             for name, suite in suites.items()}
 
     def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
-        """One suite's expectation results, with every failing cell's index when any failed.
-
-        Most files are clean, so the suite first runs in GX's cheapest mode (pass or fail only,
-        roughly half the cost of listing cells); only a suite that failed runs again to list them.
-        """
+        """One suite's expectation results, with every failing cell's index when any failed."""
         frame = frame.assign(**{n: _as_nanoseconds(frame[n]) for n in frame.columns if frame[n].dtype.kind == "M"})
-        definition = self.definitions[suite_name]
-        quick = definition.run(batch_parameters={"dataframe": frame}, expectation_parameters=parameters,
-                               result_format={"result_format": "BOOLEAN_ONLY"})
-        if quick.success:
-            return list(quick.results)
-        result = definition.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=parameters,
-            result_format={"result_format": "COMPLETE", "unexpected_index_column_names": None},
-        )
-        return list(result.results)
+        return _results(self.definitions[suite_name],
+                        {"result_format": "COMPLETE", "unexpected_index_column_names": None},
+                        batch_parameters={"dataframe": frame}, expectation_parameters=parameters)
+
+
+def _results(definition, complete_format: dict, **run) -> list:
+    """A validation definition's results: most files are clean, so it first runs in GX's
+    cheapest mode (pass or fail only, roughly half the cost of listing cells); only a suite that
+    failed runs again, in ``complete_format``, to list them."""
+    quick = definition.run(result_format={"result_format": "BOOLEAN_ONLY"}, **run)
+    if quick.success:
+        return list(quick.results)
+    return list(definition.run(result_format=complete_format, **run).results)
 
 
 class _DuckDBRunner:
@@ -423,11 +421,7 @@ class _DuckDBRunner:
 
     def run(self, suite_name: str, frame: pd.DataFrame, parameters: dict) -> list:
         """One suite's expectation results on ``frame``, with every failing cell's row (its
-        :data:`ROW_INDEX`) when any failed.
-
-        Most files are clean, so the suite first runs in GX's cheapest mode (pass or fail only);
-        only a suite that failed runs again to list the cells.
-        """
+        :data:`ROW_INDEX`) when any failed."""
         definition = self.definitions[suite_name]
         table = self.tables[suite_name]
         fresh_run(self.source.get_execution_engine())
@@ -439,18 +433,11 @@ class _DuckDBRunner:
         finally:
             self.connection.unregister("pkpi_frame")
         try:
-            quick = definition.run(expectation_parameters=parameters,
-                                   result_format={"result_format": "BOOLEAN_ONLY"})
-            if quick.success:
-                return list(quick.results)
             # Every failing row: GX's SQL engine otherwise stops listing at partial_unexpected_count.
-            result = definition.run(
-                expectation_parameters=parameters,
-                result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_INDEX],
-                               "partial_unexpected_count": max(len(frame), 1),
-                               "return_unexpected_index_query": False},
-            )
-            return list(result.results)
+            return _results(definition, {"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_INDEX],
+                                         "partial_unexpected_count": max(len(frame), 1),
+                                         "return_unexpected_index_query": False},
+                            expectation_parameters=parameters)
         finally:
             self.connection.execute(f"delete from {table}")  # nothing of a file outlives its run
 

@@ -206,9 +206,31 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
             except Exception as exc:  # the gate failed as a whole: each file fails in its turn
                 verdicts = {i: exc for i in range(len(readable))}
             position = {id(t): i for i, t in enumerate(readable)}
+            stop = False
             with _Writer(settings) as writer:
-                stop, done = _act_on_group(settings, reference, writer, group, taken, verdicts, position,
-                                           report, failures, done, len(waiting))
+                for entry, item in zip(group, taken):
+                    done += 1
+                    try:
+                        if isinstance(item, Exception):
+                            raise item
+                        outcome = _act(settings, item, reference, verdicts.get(position[id(item)]), writer)
+                        if outcome is None:  # still being written: no outcome, the next run looks again
+                            log.info("%s is still arriving: left in landing for a later run.", entry.relative)
+                            continue
+                    except Exception as exc:  # one file's failure must not stop the other partners' files
+                        log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
+                                  safe_name(exc, limit=500))
+                        failures.append((entry.path, exc))
+                        writer.close(after_failure=True)  # the next file starts on a clean connection
+                        if is_disk_full(exc):  # every other file would fail the same way: they wait
+                            log.error("the disk is full: the other %d waiting file(s) were not tried and "
+                                      "stay in landing for the next run", len(waiting) - done)
+                            stop = True
+                            break
+                        continue
+                    report.outcomes.append(outcome)
+                    log.info("%s %s: %s", outcome.status, outcome.where,
+                             outcome.message or f"{outcome.row_count} row(s)")
             if stop:
                 break
         _deliver_notices(settings)
@@ -216,33 +238,6 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     if failures:
         raise IngestIncomplete(report, failures) from failures[0][1]
     return report
-
-
-def _act_on_group(settings, reference, writer, group, taken, verdicts, position, report, failures,
-                  done, waiting) -> tuple[bool, int]:
-    """Give each file of a group its outcome, in order; returns (stop, files done so far)."""
-    for entry, item in zip(group, taken):
-        done += 1
-        try:
-            if isinstance(item, Exception):
-                raise item
-            outcome = _act(settings, item, reference, verdicts.get(position[id(item)]), writer)
-            if outcome is None:  # still being written: no outcome, the next run looks again
-                log.info("%s is still arriving: left in landing for a later run.", entry.relative)
-                continue
-        except Exception as exc:  # one file's failure must not stop the other partners' files
-            log.error("could not process %s: %s: %s", entry.relative, type(exc).__name__,
-                      safe_name(exc, limit=500))
-            failures.append((entry.path, exc))
-            writer.close(after_failure=True)  # the next file starts on a clean connection
-            if is_disk_full(exc):  # every other file would fail the same way: they wait
-                log.error("the disk is full: the other %d waiting file(s) were not tried and stay "
-                          "in landing for the next run", waiting - done)
-                return True, done
-            continue
-        report.outcomes.append(outcome)
-        log.info("%s %s: %s", outcome.status, outcome.where, outcome.message or f"{outcome.row_count} row(s)")
-    return False, done
 
 
 class _Writer:
