@@ -19,13 +19,13 @@ sends except for backfills, `false` only lists who would be reminded (the task i
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from pkpi.airflow import tasks
 from pkpi.airflow.defaults import default_task_args
-from pkpi.airflow.names import REMINDERS_DAG_ID, TIMEZONE, WRITER_POOL
+from pkpi.airflow.names import REMINDERS_DAG_ID, TIMEZONE, WRITER_POOL, start_date
 from pkpi.airflow.params import send_param
 
 
@@ -33,7 +33,7 @@ from pkpi.airflow.params import send_param
     dag_id=REMINDERS_DAG_ID,
     description="Remind partners of returns due soon or overdue, once each",
     schedule=CronTriggerTimetable("0 8 * * *", timezone=TIMEZONE),
-    start_date=datetime(2024, 4, 1),
+    start_date=start_date(),
     catchup=False,
     max_active_runs=1,
     default_args=default_task_args(execution_timeout=timedelta(minutes=20)),

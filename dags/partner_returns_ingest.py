@@ -18,7 +18,7 @@ now. Details, and why a deferrable sensor: docs/orchestration.md.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, TriggerRule, dag, get_current_context, task
 
@@ -26,7 +26,7 @@ from pkpi.airflow import tasks
 from pkpi.airflow.assets import RAW_ASSETS
 from pkpi.airflow.defaults import default_task_args
 from pkpi.airflow.landing_sensor import ReturnsWaitingSensor
-from pkpi.airflow.names import INGEST_DAG_ID, TIMEZONE, WRITER_POOL
+from pkpi.airflow.names import INGEST_DAG_ID, TIMEZONE, WRITER_POOL, start_date
 from pkpi.airflow.params import wait_minutes_param
 
 
@@ -34,7 +34,7 @@ from pkpi.airflow.params import wait_minutes_param
     dag_id=INGEST_DAG_ID,
     description="Validate and load partner returns within the hour; announce the raw tables they change",
     schedule=CronTriggerTimetable("0 * * * *", timezone=TIMEZONE),
-    start_date=datetime(2024, 4, 1),
+    start_date=start_date(),
     catchup=False,
     max_active_runs=1,
     default_args=default_task_args(execution_timeout=timedelta(minutes=30)),

@@ -21,20 +21,20 @@ are emailed if it fails for good.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from pkpi.airflow import tasks
 from pkpi.airflow.defaults import default_task_args
-from pkpi.airflow.names import RETENTION_DAG_ID, TIMEZONE, WRITER_POOL
+from pkpi.airflow.names import RETENTION_DAG_ID, TIMEZONE, WRITER_POOL, start_date
 
 
 @dag(
     dag_id=RETENTION_DAG_ID,
     description="Delete archived and quarantined originals whose retention period has ended",
     schedule=CronTriggerTimetable("30 2 * * *", timezone=TIMEZONE),
-    start_date=datetime(2024, 4, 1),
+    start_date=start_date(),
     catchup=False,
     max_active_runs=1,
     default_args=default_task_args(execution_timeout=timedelta(minutes=30)),

@@ -22,14 +22,14 @@ rather than astronomer-cosmos's task per model (measured): docs/orchestration.md
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable, dag, get_current_context, task
 
 from pkpi.airflow import tasks
 from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS
 from pkpi.airflow.defaults import default_task_args
-from pkpi.airflow.names import MART_DAG_ID, TIMEZONE, WRITER_POOL
+from pkpi.airflow.names import MART_DAG_ID, TIMEZONE, WRITER_POOL, start_date
 from pkpi.airflow.params import full_refresh_param
 
 
@@ -40,7 +40,7 @@ from pkpi.airflow.params import full_refresh_param
         timetable=CronTriggerTimetable("30 6 * * *", timezone=TIMEZONE),
         assets=AssetAny(*RAW_ASSETS.values()),
     ),
-    start_date=datetime(2024, 4, 1),
+    start_date=start_date(),
     catchup=False,
     max_active_runs=1,
     default_args=default_task_args(execution_timeout=timedelta(minutes=30)),

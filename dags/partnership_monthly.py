@@ -16,13 +16,13 @@ Details: docs/orchestration.md.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from pkpi.airflow import tasks
 from pkpi.airflow.defaults import default_task_args
-from pkpi.airflow.names import MONTHLY_DAG_ID, TIMEZONE, WRITER_POOL
+from pkpi.airflow.names import MONTHLY_DAG_ID, TIMEZONE, WRITER_POOL, start_date
 from pkpi.airflow.params import force_param, period_param, send_param
 
 
@@ -32,7 +32,7 @@ from pkpi.airflow.params import force_param, period_param, send_param
     # A trigger timetable makes the logical date the trigger time (the 20th), so
     # "the month before the logical date" is the month just ended.
     schedule=CronTriggerTimetable("0 6 20 * *", timezone=TIMEZONE),
-    start_date=datetime(2024, 4, 1),
+    start_date=start_date(),
     catchup=False,
     max_active_runs=1,
     default_args=default_task_args(execution_timeout=timedelta(minutes=30)),

@@ -62,6 +62,10 @@ def test_every_dag_has_an_owner_retries_tags_and_docs(dag_id, dag):
         assert task.retries >= 1, f"{dag_id}.{task.task_id} is not retried"
         assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} could hang forever"
         assert task.on_failure_callback, f"{dag_id}.{task.task_id} fails without telling anyone"
+    # An aware start date on the partnership's clock: the UI shows the zone the schedule runs on.
+    assert dag.start_date.tzinfo is not None, f"{dag_id} has a naive start date"
+    assert dag.start_date.utcoffset() is not None
+    assert str(dag.timezone.name) == "Europe/London", f"{dag_id} runs on {dag.timezone.name}"
 
 
 @pytest.mark.parametrize("dag_file", dag_files(), ids=lambda p: p.name)

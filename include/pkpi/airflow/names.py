@@ -17,3 +17,10 @@ TIMEZONE = "Europe/London"
 WRITER_POOL = "duckdb_writer"
 """One-slot Airflow pool: DuckDB allows one writing process, so writer tasks queue here."""
 WRITER_POOL_DESCRIPTION = "DuckDB warehouse writers (ingest, build, delivery ledger): one at a time"
+
+
+def start_date():
+    """The date every DAG starts from, on the partnership's clock (aware, so the UI shows the zone)."""
+    import pendulum  # Airflow's own dependency; imported here so the names stay importable without it
+
+    return pendulum.datetime(2024, 4, 1, tz=TIMEZONE)
