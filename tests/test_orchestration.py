@@ -264,3 +264,13 @@ def test_a_mail_server_outage_does_not_raise_from_the_callback(monkeypatch, tmp_
     notify_engineers_of_failure(_failure_context())  # logs what to check instead of raising
     [entry] = mailer.ledger_entries(settings, kind="alert")
     assert entry.status == "failed"
+
+
+def test_a_month_already_sent_names_the_dags_force_param():
+    from pkpi.airflow.tasks import already_sent_message
+
+    message = already_sent_message("2026-03")
+    assert message == ("The 2026-03 scorecard was already sent; trigger partnership_monthly with "
+                       "the param force=true to send it again.")
+    dag_source = (Path(__file__).resolve().parents[1] / "dags" / "partnership_monthly.py").read_text()
+    assert '"force": force_param()' in dag_source  # the param the sentence names is the DAG's own

@@ -104,7 +104,16 @@ def monthly_deliver(context: Mapping[str, Any], period: str) -> str:
 
     result = deliver_scorecard(task_settings(), period, force=should_force(context["params"]))
     _log(MONTHLY_DAG_ID).info("%s", result)
+    if result.skipped:
+        # The ledger knows nothing of Airflow: the DAG's own param is named here, where it lives.
+        _log(MONTHLY_DAG_ID).info("%s", already_sent_message(period))
     return result.status
+
+
+def already_sent_message(period: str) -> str:
+    """What the delivery task says when the month's scorecard was already sent."""
+    return (f"The {period} scorecard was already sent; trigger {MONTHLY_DAG_ID} with the param "
+            f"force=true to send it again.")
 
 
 # --- partner_returns_ingest ---------------------------------------------------------------------
