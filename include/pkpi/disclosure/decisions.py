@@ -292,6 +292,8 @@ class _Model:
         self._known: set[Cell] | None = None  # known_cells(), kept up to date by hide_cell
         self.labelled: set[Cell] = set()
         self.safe: set[frozenset] = set()  # components the audit found safe
+        self._exposure: dict[tuple, bool] = {}  # _is_exposed's answers, by what they depend on
+        self._is_consistent: bool | None = None  # _consistent(), once the model is built
 
     # --- building ----------------------------------------------------------------------
 
@@ -590,8 +592,6 @@ class _Model:
         # The answer depends only on the component's unknown cells (they fix its relations and
         # the published values in them) and on which of them are labelled "<t".
         key = (cell, frozenset(cells), frozenset(self.labelled.intersection(cells)))
-        if not hasattr(self, "_exposure"):
-            self._exposure: dict = {}
         hit = self._exposure.get(key)
         if hit is None:
             hit = self._exposure[key] = any(
@@ -653,7 +653,7 @@ class _Model:
     def _consistent(self) -> bool:
         """Whether the true counts are a solution of every relation (whole, non-negative): what
         the group tests of :meth:`_mend` rely on."""
-        if not hasattr(self, "_is_consistent"):
+        if self._is_consistent is None:
             values = [self.v(c) for r in self.relations.values() for c in (r[1], *r[2])]
             self._is_consistent = all(v >= 0 and v == int(v) for v in values) and all(
                 self.v(total) == sum(self.v(p) for p in parts) for _, total, parts in self.relations.values())
@@ -743,6 +743,7 @@ def _exposed(cells, relations, known_cells, value, labelled, targets, threshold)
     true = np.array([value(c) for c in cells])
 
     relaxations = _Relaxations(a, rhs, {"labels": labels, "plain": plain})
+    both_ways, shift = hstack([a, -a]), rhs - a @ true  # feasible()'s nearest solution: x = true + up - down
 
     def relaxed_solve(objective, which: str):
         """The relaxation's optimum: (solution, whether it is whole), _UNBOUNDED, or None."""
@@ -762,10 +763,9 @@ def _exposed(cells, relations, known_cells, value, labelled, targets, threshold)
         # up + down): over these relations it is nearly always whole, a solution found in a few
         # milliseconds where the integer solver takes a second. Only a whole one that satisfies
         # every relation and bound exactly is taken; otherwise the integer solver decides.
-        shift = rhs - a @ true
         up_lo, up_hi = np.maximum(lo - true, 0.0), np.maximum(hi - true, 0.0)
         down_lo, down_hi = np.maximum(true - hi, 0.0), np.maximum(true - lo, 0.0)
-        near = linprog(np.ones(2 * n), A_eq=hstack([a, -a]), b_eq=shift,
+        near = linprog(np.ones(2 * n), A_eq=both_ways, b_eq=shift,
                        bounds=np.column_stack([np.concatenate([up_lo, down_lo]),
                                                np.concatenate([up_hi, down_hi])]), method="highs")
         if near.status == 0:
