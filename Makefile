@@ -1,5 +1,6 @@
 # Set-up and everyday commands. Needs only Python 3.11, pip and make: uv is installed into
-# .tools/ when it is not already on PATH, and everything else comes from requirements.lock.
+# .tools/ when it is not already on PATH, and everything else comes from requirements-dev.lock
+# (the platform, its tests and benchmarks; the production image installs requirements.lock).
 SHELL := /bin/bash
 PYTHON ?= python3.11
 UV_VERSION := 0.13.9
@@ -25,16 +26,19 @@ setup: $(VENV)/.installed
 # Bytecode is compiled once here, for the locked packages and for the project's own modules (an
 # editable install compiles nothing, and with PYTHONDONTWRITEBYTECODE set every command would
 # compile them again at start-up).
-$(VENV)/.installed: requirements.lock pyproject.toml | $(UV)
+$(VENV)/.installed: requirements-dev.lock pyproject.toml | $(UV)
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV)
-	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements.lock
+	$(UV) pip sync --quiet --compile-bytecode --python $(BIN)/python requirements-dev.lock
 	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	$(BIN)/python -m compileall -q include dags
 	touch $@
 
-# Re-resolve the pinned versions after changing dependencies in pyproject.toml.
+# Re-resolve the pinned versions after changing dependencies in pyproject.toml. requirements.lock
+# is what production runs (the image); requirements-dev.lock adds the tests and benchmarks, held
+# to the same versions by -c, so what is tested is what is shipped.
 lock: | $(UV)
-	$(UV) pip compile pyproject.toml --extra test --python-version 3.11 --universal -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra production --python-version 3.11 --universal -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra test --extra bench -c requirements.lock --python-version 3.11 --universal -o requirements-dev.lock
 
 airflow-init: setup
 	@mkdir -p $(AIRFLOW_HOME)

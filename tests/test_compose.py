@@ -173,3 +173,32 @@ def test_everything_the_image_copies_exists_and_is_not_ignored():
         assert (REPO / source).exists(), f"the Dockerfile copies {source}, which is missing"
         assert source not in ignored, f"{source} is excluded by .dockerignore"
     assert {".venv", "data", ".git"} <= ignored
+
+
+def test_flower_is_there_behind_its_profile_as_in_airflows_compose_file(services):
+    flower = services["flower"]
+    assert flower["command"] == "celery flower"
+    assert flower["profiles"] == ["flower"]  # not started by a plain "up"
+    assert "5555:5555" in flower["ports"]
+    assert "5555" in " ".join(flower["healthcheck"]["test"])
+    assert flower["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+
+
+def test_init_warns_when_docker_has_too_little_memory_cpu_or_disk(services):
+    script = "\n".join(services["airflow-init"]["command"])
+    for probe in ("getconf _PHYS_PAGES", "/proc/stat", "df /"):
+        assert probe in script
+    warnings = re.findall(r'echo "WARNING: ([^"]+)"', script)
+    assert len(warnings) == 3 and all("recommended" in w or "need" in w for w in warnings)
+    # Compose interpolates a single $; the shell must see $(( )) and $VAR, so each is doubled.
+    assert "$((" not in script.replace("$$((", "")
+
+
+@pytest.mark.parametrize("name", AIRFLOW_SERVICES)
+def test_config_and_plugins_are_mounted_as_in_airflows_compose_file(services, name):
+    service = services[name]
+    assert "${AIRFLOW_PROJ_DIR:-.}/config:/opt/airflow/config" in service["volumes"]
+    assert "${AIRFLOW_PROJ_DIR:-.}/plugins:/opt/airflow/plugins" in service["volumes"]
+    assert env(service)["AIRFLOW_CONFIG"] == "/opt/airflow/config/airflow.cfg"
+    ignored = (REPO / ".gitignore").read_text().split()
+    assert "/config/" in ignored and "/plugins/" in ignored  # the deployment's own, never committed
