@@ -14,6 +14,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "seeds"
 
+# The headless Chromium fixtures (browser, page_at) for the pages that are the product.
+pytest_plugins = ["support.browser"]
+
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # Importing Airflow creates $AIRFLOW_HOME/logs: keep the test session's Airflow home private.
 if "AIRFLOW_HOME" not in os.environ:
