@@ -4,7 +4,8 @@
 `pkpi run --period YYYY-MM --send` as a DAG: **ingest** the returns in `landing/` (rejections are
 quarantined and their partner told why, without failing the task), **build** and test the KPI mart,
 render the **scorecard** into `exports/<YYYY-MM>/`, **deliver** it by email (or to `outbox/` without
-SMTP; never twice for a month unless `force`).
+SMTP; never twice for a month unless `force`). The build updates the `mart` and
+`published.kpi_mart` Assets and the scorecard task the `scorecard` Asset.
 
 The month is the one before the logical date (the run on 20 April reports on March) unless the
 `period` param names one; `send` is `auto` (not for backfills), `true` or `false`. Runs 06:00 UK
@@ -21,6 +22,7 @@ from datetime import timedelta
 from airflow.sdk import CronTriggerTimetable, dag, get_current_context, task
 
 from pkpi.airflow import tasks
+from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, SCORECARD_ASSET
 from pkpi.airflow.defaults import default_task_args
 from pkpi.airflow.names import MONTHLY_DAG_ID, TIMEZONE, WRITER_POOL, start_date
 from pkpi.airflow.params import force_param, period_param, send_param
@@ -47,15 +49,15 @@ def partnership_monthly():
         """Validate and load every return waiting in landing/; rejections are reported, not raised."""
         return tasks.monthly_ingest()
 
-    @task(pool=WRITER_POOL)
+    @task(pool=WRITER_POOL, outlets=[MART_ASSET, PUBLISHED_ASSET])
     def build() -> str:
         """Build and test the KPI mart with dbt, including the reporting month; returns the month."""
         return tasks.monthly_build(get_current_context())
 
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(outlets=[SCORECARD_ASSET], execution_timeout=timedelta(minutes=20))
     def scorecard(period: str) -> str:
         """Render the reporting month's scorecard files into exports/<period>/."""
-        return tasks.monthly_scorecard(period)
+        return tasks.monthly_scorecard(get_current_context(), period)
 
     @task(pool=WRITER_POOL, execution_timeout=timedelta(minutes=15))
     def deliver(period: str) -> str:

@@ -159,7 +159,7 @@ def test_the_wait_param_must_end_before_the_next_hourly_run():
 def test_there_is_one_raw_asset_per_return_contract_and_airflow_keeps_their_uris():
     from airflow.sdk import Asset
 
-    from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS
+    from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS, SCORECARD_ASSET
     from pkpi.contracts import return_types
 
     assert list(RAW_ASSETS) == list(return_types())
@@ -167,9 +167,18 @@ def test_there_is_one_raw_asset_per_return_contract_and_airflow_keeps_their_uris
         assert asset.name == f"raw.{return_type}"
         assert asset.uri == f"duckdb://warehouse/raw/{return_type}"
         assert Asset(name=asset.name, uri=asset.uri).uri == asset.uri  # Airflow keeps the URI as written
-    names = [a.name for a in (*RAW_ASSETS.values(), MART_ASSET, PUBLISHED_ASSET)]
+    names = [a.name for a in (*RAW_ASSETS.values(), MART_ASSET, PUBLISHED_ASSET, SCORECARD_ASSET)]
     assert len(set(names)) == len(names)
     assert MART_ASSET.uri == "duckdb://warehouse/mart"
+    assert Asset(name=SCORECARD_ASSET.name, uri=SCORECARD_ASSET.uri).uri == "pkpi://exports/scorecard"
+
+
+def test_the_monthly_cycle_announces_the_mart_its_published_copy_and_the_scorecard(dags):
+    from pkpi.airflow.assets import MART_ASSET, PUBLISHED_ASSET, SCORECARD_ASSET
+
+    dag = dags["partnership_monthly"]
+    assert dag.task_dict["build"].outlets == [MART_ASSET, PUBLISHED_ASSET]
+    assert dag.task_dict["scorecard"].outlets == [SCORECARD_ASSET]
 
 
 def _audit(settings, rows):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import email
+import json
+import sqlite3
 import subprocess
 import sys
 from email import policy
@@ -84,3 +86,20 @@ def test_the_email_is_in_the_outbox_and_the_planted_return_in_quarantine(monthly
     planted = summary.planted_rejection
     quarantined = list((settings.quarantine_dir / "training").rglob("errors.csv"))
     assert len(quarantined) == 1 and planted.partner_code in str(quarantined[0])
+
+
+def test_the_run_announces_the_mart_the_published_copy_and_the_months_scorecard(monthly_run):
+    settings, _, run = monthly_run
+    assert run.returncode == 0, run.stdout[-6000:]
+    database = settings.data_dir.parent / "airflow" / "airflow.db"
+    with sqlite3.connect(database) as db:
+        events = {name: json.loads(extra or "{}") for name, extra in db.execute(
+            "SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE e.source_dag_id = 'partnership_monthly'")}
+    assert sorted(events) == ["mart", "published.kpi_mart", "scorecard"]
+    assert events["mart"]["model"] >= 30 and events["mart"]["test"] >= 100
+    assert events["published.kpi_mart"]["row_counts"]["kpi_values"] > 0
+    scorecard = events["scorecard"]
+    assert scorecard["period"] == "2026-03" and scorecard["folder"] == "exports/2026-03"
+    assert scorecard["files"] == ["scorecard.csv", "scorecard.html", "scorecard.pdf", "scorecard.xlsx"]
+    assert all((settings.data_dir / scorecard["folder"] / name).is_file() for name in scorecard["files"])

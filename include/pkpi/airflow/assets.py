@@ -9,11 +9,16 @@ asset name                                URI                                  u
 ``raw.contacts`` (one per return type)    ``duckdb://warehouse/raw/contacts``  partner_returns_ingest
 ``mart``                                  ``duckdb://warehouse/mart``          partnership_mart_build
 ``published.kpi_mart``                    ``duckdb://published/kpi_mart``      partnership_mart_build
+``scorecard``                             ``pkpi://exports/scorecard``         partnership_monthly
 ========================================  ===================================  ===========================
 
+partnership_monthly's build task updates ``mart`` and ``published.kpi_mart`` too (its build
+publishes); the mart build DAG is scheduled on the raw tables only, so these events start nothing
+and show in the UI which run made the mart, the published copy and each month's scorecard.
+
 The URIs name the table inside the platform's own data folder, not a path on one machine, so
-they stay the same in every deployment. Airflow 3.3 ships no handler for the ``duckdb`` scheme,
-so it keeps these URIs exactly as written (checked in tests/test_dags_assets.py).
+they stay the same in every deployment. Airflow 3.3 ships no handler for the ``duckdb`` or
+``pkpi`` schemes, so it keeps these URIs exactly as written (checked in tests/test_dags_assets.py).
 
 :func:`raw_table_changes` reads the load audit for the accepted loads of a time window (an
 ingest DAG run), grouped by return type: the ingest DAG emits an asset event for exactly those
@@ -43,6 +48,8 @@ MART_ASSET = Asset(name="mart", uri="duckdb://warehouse/mart", group=ASSET_GROUP
 """The KPI mart in the warehouse (schema ``mart``), rebuilt and tested by dbt."""
 PUBLISHED_ASSET = Asset(name="published.kpi_mart", uri="duckdb://published/kpi_mart", group=ASSET_GROUP)
 """The disclosure-controlled published copy (``published/kpi_mart.duckdb`` and Parquet)."""
+SCORECARD_ASSET = Asset(name="scorecard", uri="pkpi://exports/scorecard", group=ASSET_GROUP)
+"""The monthly scorecard files (``exports/<YYYY-MM>/``); each event's extra names the month."""
 
 
 def raw_asset(return_type: str) -> Asset:

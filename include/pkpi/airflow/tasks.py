@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from airflow.sdk.exceptions import AirflowSkipException
 
 from ..settings import Settings
-from .assets import MART_ASSET, RAW_ASSETS, raw_table_changes
+from .assets import MART_ASSET, PUBLISHED_ASSET, RAW_ASSETS, SCORECARD_ASSET, raw_table_changes
 from .names import INGEST_DAG_ID, MART_DAG_ID, MONTHLY_DAG_ID, REMINDERS_DAG_ID, RETENTION_DAG_ID
 from .params import period_for_run, resolve_period, retention_moment, run_date, run_day, send_for_run, should_force
 from .smtp import with_airflow_smtp
@@ -75,20 +75,31 @@ def monthly_build(context: Mapping[str, Any]) -> str:
     # so the scorecard can show them as missing.
     result = build_mart(task_settings(), period=period)
     _log(MONTHLY_DAG_ID).info("%s", result)
+    context["outlet_events"][MART_ASSET].extra = _mart_event_extra(result)
+    if result.published is not None:
+        context["outlet_events"][PUBLISHED_ASSET].extra = _published_event_extra(result.published)
     return period
 
 
-def monthly_scorecard(period: str) -> str:
+def monthly_scorecard(context: Mapping[str, Any], period: str) -> str:
     """Render the reporting month's scorecard files into exports/<period>/; returns the month."""
     from ..scorecard import produce_scorecard
 
-    output = produce_scorecard(task_settings(), period)
+    settings = task_settings()
+    output = produce_scorecard(settings, period)
     _log(MONTHLY_DAG_ID).info(
         "Scorecard for %s written to %s%s.",
         period,
         output.directory,
         " (provisional: a return is missing or rejected)" if output.provisional else "",
     )
+    context["outlet_events"][SCORECARD_ASSET].extra = {
+        "period": period,
+        "provisional": output.provisional,
+        # Relative to the data folder, so the event reads the same in every deployment.
+        "folder": str(output.directory.relative_to(settings.data_dir)),
+        "files": sorted(p.name for p in (output.html, output.pdf, output.xlsx, output.csv)),
+    }
     return period
 
 
@@ -163,9 +174,20 @@ def build_mart(context: Mapping[str, Any]) -> dict[str, int]:
     full_refresh = bool(context["params"].get("full_refresh"))
     result = build(task_settings(), period=period, full_refresh=full_refresh, publish_after=False)
     _log(MART_DAG_ID).info("%s", result)
-    summary = {kind: result.count(kind) for kind in ("seed", "model", "test", "unit_test")}
-    context["outlet_events"][MART_ASSET].extra = {**summary, "seconds": round(result.seconds, 1)}
-    return summary
+    extra = _mart_event_extra(result)
+    context["outlet_events"][MART_ASSET].extra = extra
+    return {kind: count for kind, count in extra.items() if kind != "seconds"}
+
+
+def _mart_event_extra(result) -> dict[str, Any]:
+    """The ``mart`` asset event's extra: how many nodes of each kind dbt built and tested."""
+    summary: dict[str, Any] = {kind: result.count(kind) for kind in ("seed", "model", "test", "unit_test")}
+    return {**summary, "seconds": round(result.seconds, 1)}
+
+
+def _published_event_extra(published) -> dict[str, Any]:
+    """The ``published.kpi_mart`` event's extra: rows per table and how many figures are hidden."""
+    return {"row_counts": published.row_counts, "suppressed_figures": published.suppressed_figures}
 
 
 def publish_mart() -> dict[str, Any]:
@@ -174,7 +196,7 @@ def publish_mart() -> dict[str, Any]:
 
     published = publish(task_settings())
     _log(MART_DAG_ID).info("%s", published)
-    return {"row_counts": published.row_counts, "suppressed_figures": published.suppressed_figures}
+    return _published_event_extra(published)
 
 
 # --- partner_return_reminders -------------------------------------------------------------------
