@@ -33,6 +33,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 # and the short files fill in around them (longest processing time first).
 SLOW_FILES = (
     "test_airflow_scheduler.py",  # a real scheduler, DAG processor and API server: ~200 s set-up
+    "test_doc_snippets.py",  # ~160 s of CPU: three `pkpi run`s, a scorecard and a dbt build, as printed
     "test_gate_batch.py",  # ~100 s in one test
     "test_delivery_exactly_once.py",  # ~110 s of CPU: a scorecard rendered for each send
     "test_e2e_airflow.py",  # ~90 s
