@@ -174,3 +174,23 @@ def test_clear_errors_when_there_is_nothing_to_report(tmp_path):
         produce_scorecard(settings, "2026-05")
     assert "latest month in the mart is 2026-03" in str(err.value)
     assert not (settings.exports_dir / "2026-05").exists()
+
+
+def _glance_rows(html: str) -> dict[str, str]:
+    """The at-a-glance table's rows by KPI code, as visible text."""
+    table = html[html.index('id="glance"'):html.index('id="summary"')]
+    rows = re.findall(r'<tr style="border-bottom[^>]*>(.*?)</tr>', table, flags=re.S)
+    return {re.search(r'href="#kpi-([A-Z0-9_]+)"', r).group(1): re.sub(r"<[^>]+>|\s+", " ", r) for r in rows}
+
+
+def test_the_at_a_glance_trend_says_better_or_worse_by_the_measures_polarity(produced):
+    _, output = produced
+    glance = _glance_rows(output.html.read_text(encoding="utf-8"))
+    # Conversion (higher is better) went up; re-referrals (lower is better) went up too.
+    assert "↑ Better" in glance["CON_CONVERSION_PCT"]
+    assert "↑ Worse" in glance["CON_REREFERRAL_12M_PCT"]
+    assert "↓ Worse" in glance["TRN_ELEARN_COMPLETION_PCT"]
+    # A neutral measure only goes up or down.
+    assert "↓ Down" in glance["CON_CONTACTS"] and "Better" not in glance["CON_CONTACTS"]
+    pdf = "\n".join(p.extract_text() for p in PdfReader(output.pdf).pages)
+    assert "↑ Worse" in pdf and "↑ Better" in pdf

@@ -58,22 +58,39 @@ RAG = {
 @dataclass(frozen=True)
 class TrendWords:
     """How a trend reads: ``long`` in sentences ("→ No change on February 2026"), ``short`` in
-    table cells ("→ Same")."""
+    table cells ("→ Same"); ``arrow`` beside a verdict ("↓ Better", :attr:`ScorecardRow.trend_short`)."""
 
     long: str
     short: str
+    arrow: str  # beside a verdict in a table cell: "↓ Better"
 
 
 # The keys are mart.scorecard.trend's accepted values; "n/a" is also used wherever a direction
 # would hint at a hidden figure.
 TRENDS = {
-    "up": TrendWords("↑ Up", "↑ Up"),
-    "down": TrendWords("↓ Down", "↓ Down"),
-    "flat": TrendWords("→ No change", "→ Same"),
-    "n/a": TrendWords("– No trend", "–"),
+    "up": TrendWords("↑ Up", "↑ Up", "↑"),
+    "down": TrendWords("↓ Down", "↓ Down", "↓"),
+    "flat": TrendWords("→ No change", "→ Same", "→"),
+    "n/a": TrendWords("– No trend", "–", "–"),
 }
 # The direction that is better, by mart.scorecard.polarity (neutral KPIs have none).
 BETTER = {"higher_is_better": "up", "lower_is_better": "down"}
+
+
+@dataclass(frozen=True)
+class VerdictStyle:
+    """How a trend's verdict reads in a table cell: the word always, the colour as well."""
+
+    word: str
+    colour: str
+
+
+# Shown as a word beside the arrow, so colour is never the only sign (colour-blind readers,
+# printouts); the colours are the RAG badges' green and red, dark enough for text on white.
+VERDICTS = {
+    "better": VerdictStyle("Better", "#00703c"),
+    "worse": VerdictStyle("Worse", "#d4351c"),
+}
 
 
 # --- period labels ---------------------------------------------------------------------------
@@ -194,7 +211,11 @@ class ScorecardRow:
 
     @property
     def trend_short(self) -> str:
-        """The trend for a table cell: "↑ Up", "→ Same" or "–"."""
+        """The trend for a table cell: "↓ Better" or "↑ Worse" for a KPI with a direction,
+        else "↑ Up", "→ Same" or "–"."""
+        verdict = self.trend_verdict
+        if verdict:
+            return f"{TRENDS[self.trend].arrow} {VERDICTS[verdict].word}"
         return TRENDS[self.trend].short
 
     @property

@@ -107,8 +107,7 @@ def render_pdf(sc: Scorecard, charts: list[ChartFile]) -> bytes:
                     f"{style.symbol} {style.word}",
                     style=FontFace(emphasis="BOLD", color=_rgb(style.colour), fill_color=_rgb(style.background)),
                 )
-                verdict = row.trend_verdict
-                cells.cell(row.trend_short + (f" ({verdict})" if verdict else ""))
+                cells.cell(row.trend_short)
     pdf.ln(2)
 
     def notes() -> None:
