@@ -147,11 +147,11 @@ class ScorecardRow:
     target: Figure
     rag: str
     trend: str
-    provisional: bool
+    provisional: bool  # mart.scorecard.provisional: the one home of the rule (docs/scorecard.md)
     series_grain: str  # 'month', or 'financial_year' for KPIs with no monthly figures
     series: tuple[SeriesPoint, ...]
     source: str | None = None  # the return type the KPI is counted from (None: every return)
-    gaps: tuple["ReturnGap", ...] = ()  # missing or rejected returns this KPI is counted from
+    gaps: tuple["ReturnGap", ...] = ()  # missing or rejected returns this KPI is counted from (named in the note)
 
     @property
     def figures(self) -> tuple[Figure, ...]:
@@ -217,6 +217,15 @@ class ScorecardRow:
         if verdict:
             return f"{TRENDS[self.trend].arrow} {VERDICTS[verdict].word}"
         return TRENDS[self.trend].short
+
+    @property
+    def provisional_note(self) -> str:
+        """What a provisional KPI waits for, as a sentence ("" when it is not provisional)."""
+        if not self.provisional:
+            return ""
+        if self.waiting_for:
+            return f"Provisional: waiting for the {self.waiting_for}."
+        return "Provisional: a return it is counted from is missing or was rejected."
 
     @property
     def waiting_for(self) -> str:

@@ -95,7 +95,7 @@ def render_pdf(sc: Scorecard, charts: list[ChartFile]) -> bytes:
                 name = row.kpi_name
                 if row.annual:
                     name += f" ({sc.financial_year}, annual)"
-                if row.gaps:
+                if row.provisional:
                     name += " (provisional)"
                 cells.cell(name)
                 cells.cell(fig(row.value))
