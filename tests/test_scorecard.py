@@ -35,7 +35,9 @@ def test_every_file_is_written_to_the_months_export_folder(produced):
     for name in ("scorecard.html", "scorecard.pdf", "scorecard.xlsx", "scorecard.csv"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0
     charts = sorted(p.name for p in (folder / "charts").glob("*.png"))
-    assert charts == sorted([f"trend-{k.lower()}.png" for k in SCORECARD_KPIS] + ["child-deaths-by-year.png"])
+    # The JAR percentage's figures are all withheld: a sentence stands in for its chart.
+    charted = [k for k in SCORECARD_KPIS if k != "CDN_UNEXPECTED_JAR_PCT"]
+    assert charts == sorted([f"trend-{k.lower()}.png" for k in charted] + ["child-deaths-by-year.png"])
     for chart in output.charts:
         assert chart.read_bytes().startswith(b"\x89PNG")
 
@@ -196,3 +198,65 @@ def test_the_at_a_glance_trend_says_better_or_worse_by_the_measures_polarity(pro
     assert "↓ Down" in glance["CON_CONTACTS"] and "Better" not in glance["CON_CONTACTS"]
     pdf = "\n".join(p.extract_text() for p in PdfReader(output.pdf).pages)
     assert "↑ Worse" in pdf and "↑ Better" in pdf
+
+
+def _page_use(page) -> float:
+    """How much of a PDF page's height is used: from the top down to its lowest text or image."""
+    from pypdf.generic import ContentStream
+
+    lowest = []
+    page.extract_text(visitor_text=lambda text, cm, tm, *_: lowest.append(tm[5]) if text.strip() else None)
+    matrix = None
+    for operands, operator in ContentStream(page.get_contents(), page.pdf).operations:
+        if operator == b"cm":
+            matrix = [float(v) for v in operands]
+        elif operator == b"Do" and matrix:
+            lowest.append(matrix[5])  # an image's bottom edge
+    height = float(page.mediabox.height)
+    return (height - min(lowest)) / height if lowest else 0.0
+
+
+def _scorecard_and_charts(settings, tmp_path, **changes):
+    import dataclasses
+
+    from pkpi.scorecard.charts import draw_scorecard_charts
+
+    sc = dataclasses.replace(build_scorecard(settings, PERIOD), **changes)
+    return sc, draw_scorecard_charts(sc, tmp_path / "charts")
+
+
+def test_the_pdf_flows_the_trends_after_the_notes_with_no_near_empty_page(produced, tmp_path):
+    import io
+
+    from pkpi.scorecard.model import ReturnGap
+    from pkpi.scorecard.pdf import render_pdf
+
+    settings, output = produced
+    # Every page of the month's PDF after the first is at least a third full.
+    for reader in (PdfReader(output.pdf),):
+        assert all(_page_use(p) > 1 / 3 for p in reader.pages[1:]), [_page_use(p) for p in reader.pages]
+    # A long provisional box pushes the notes onto the second page: the trends follow them
+    # there rather than leaving that page with a few lines of notes.
+    gaps = tuple(ReturnGap("training", "Multi-agency training", f"P{i}", f"Partner number {i}", "missing", None)
+                 for i in range(14))
+    sc, charts = _scorecard_and_charts(settings, tmp_path, gaps=gaps)
+    reader = PdfReader(io.BytesIO(render_pdf(sc, charts)))
+    uses = [round(_page_use(p), 2) for p in reader.pages]
+    assert "Year to date runs from" in reader.pages[1].extract_text() and len(reader.pages[1].images) >= 2, uses
+    assert all(u > 1 / 3 for u in uses[1:]), uses
+    assert sum(len(p.images) for p in reader.pages) == len(charts)
+
+
+def test_a_measure_whose_figures_are_all_withheld_gets_a_sentence_not_an_empty_chart(produced):
+    _, output = produced
+    # Every JAR percentage of the 13 months has a base below 5 (or no deaths at all).
+    assert not (output.directory / "charts" / "trend-cdn_unexpected_jar_pct.png").exists()
+    html = output.html.read_text(encoding="utf-8")
+    card = html[html.index('id="kpi-CDN_UNEXPECTED_JAR_PCT"'):html.index('id="child-deaths-by-year"')]
+    sentence = ("All figures for this measure over the last 13 months are withheld to protect the "
+                "children and families they count (note b), so there is no chart.")
+    assert sentence in card and "<img" not in card
+    pdf = re.sub(r"\s+", " ", "\n".join(p.extract_text() for p in PdfReader(output.pdf).pages))
+    assert sentence in pdf
+    # A measure with some figures shown keeps its chart.
+    assert (output.directory / "charts" / "trend-cdn_notifications.png").exists()

@@ -283,9 +283,14 @@ def child_deaths_chart(scorecard: Scorecard, years: tuple[ChildDeathYear, ...], 
 
 
 def draw_scorecard_charts(scorecard: Scorecard, directory: Path) -> list[ChartFile]:
-    """Draw every chart for the scorecard into ``directory``; stale charts there are removed."""
+    """Draw every chart for the scorecard into ``directory``; stale charts there are removed.
+
+    A KPI whose figures are all withheld gets no chart (an empty frame says nothing): the
+    outputs print :meth:`Scorecard.withheld_text` in its place.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    out = [trend_chart(scorecard, row, directory / f"trend-{row.kpi_code.lower()}.png") for row in scorecard.rows]
+    out = [trend_chart(scorecard, row, directory / f"trend-{row.kpi_code.lower()}.png")
+           for row in scorecard.rows if not row.all_withheld]
     out.append(child_deaths_chart(scorecard, scorecard.child_deaths_by_year, directory / CHILD_DEATHS_CHART))
     keep = {c.path.name for c in out}
     for old in directory.glob("*.png"):

@@ -163,6 +163,12 @@ class ScorecardRow:
         return any(f.hidden for f in self.figures)
 
     @property
+    def all_withheld(self) -> bool:
+        """True when disclosure control withholds every figure of the KPI's trend that exists,
+        so a chart would be empty."""
+        return any(p.figure.hidden for p in self.series) and all(p.figure.value is None for p in self.series)
+
+    @property
     def annual(self) -> bool:
         """True for KPIs counted by financial year only (finance): "this month" is the year."""
         return self.series_grain == "financial_year"
@@ -336,6 +342,17 @@ class Scorecard:
         if figure is None:
             return none_text
         return with_mark(figure, self.note_number(figure), style)
+
+    def withheld_text(self, row: ScorecardRow) -> str:
+        """The sentence that stands in for a chart with nothing to plot ("" when there is a
+        chart): every figure of the trend is withheld."""
+        if not row.all_withheld:
+            return ""
+        marks = sorted({m for p in row.series if (m := self.note_number(p.figure))})
+        notes = f"note{'s' if len(marks) > 1 else ''} {', '.join(marks)}"
+        span = "the last 13 months" if row.series_grain == "month" else "the last five financial years"
+        return (f"All figures for this measure over {span} are withheld to protect the children "
+                f"and families they count ({notes}), so there is no chart.")
 
     def footnotes(self) -> list[tuple[str, str]]:
         """(mark, sentence) for each reason used, in mark order."""
