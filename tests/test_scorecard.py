@@ -260,3 +260,19 @@ def test_a_measure_whose_figures_are_all_withheld_gets_a_sentence_not_an_empty_c
     assert sentence in pdf
     # A measure with some figures shown keeps its chart.
     assert (output.directory / "charts" / "trend-cdn_notifications.png").exists()
+
+
+def test_percentage_charts_use_an_axis_that_shows_the_movement(produced, tmp_path):
+    settings, _ = produced
+    _, charts = _scorecard_and_charts(settings, tmp_path)
+    by_code = {c.kpi_code: c for c in charts}
+    for code in ("CON_CONVERSION_PCT", "TRN_ELEARN_COMPLETION_PCT", "RET_ON_TIME_PCT"):
+        chart = by_code[code]
+        bottom, top = chart.y_range
+        values = [v for _, v in chart.plotted]
+        assert bottom <= min(values) and max(values) <= top and top <= 105, (code, chart.y_range)
+        # The month-to-month movement fills a good part of the axis rather than a sliver of 0-100%.
+        assert (max(values) - min(values)) / (top - bottom) >= 0.25, (code, chart.y_range, values)
+    assert by_code["CON_CONVERSION_PCT"].y_range[0] > 0  # conversion runs about 20-24%
+    # A count still starts from zero.
+    assert by_code["CON_CONTACTS"].y_range[0] == 0
