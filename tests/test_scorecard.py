@@ -276,3 +276,19 @@ def test_percentage_charts_use_an_axis_that_shows_the_movement(produced, tmp_pat
     assert by_code["CON_CONVERSION_PCT"].y_range[0] > 0  # conversion runs about 20-24%
     # A count still starts from zero.
     assert by_code["CON_CONTACTS"].y_range[0] == 0
+
+
+def test_html_uses_the_width_of_a_desktop_screen_and_stays_one_column_on_a_phone(produced):
+    _, output = produced
+    html = output.html.read_text(encoding="utf-8")
+    style = html[html.index("<style>"):html.index("</style>")]
+    wide = re.search(r"@media \(min-width: (\d+)px\) \{(.*?)\n  \}", style, flags=re.S)
+    assert wide and int(wide.group(1)) <= 900, style
+    rules = wide.group(2)
+    assert re.search(r"\.wrap \{[^}]*max-width: (\d{4})px", rules)  # wider than the phone column
+    assert re.search(r"\.cards \{[^}]*display: grid;[^}]*grid-template-columns: repeat\(2,", rules)
+    # Outside that media query nothing makes a grid: a phone (390px) gets one column.
+    assert "grid" not in style.replace(rules, "")
+    # Every measure's card sits in its theme's grid.
+    cards = re.findall(r'<div class="cards">(.*?)\n</div>\n(?=<h2|\n)', html, flags=re.S)
+    assert sum(c.count('class="kpi" id="kpi-') for c in cards) == len(SCORECARD_KPIS)
