@@ -117,12 +117,48 @@ def test_xlsx_has_a_summary_and_a_sheet_per_theme_with_real_numbers(produced):
     assert conversion.value == pytest.approx(float(csv_rows["CON_CONVERSION_PCT"]["value"]) / 100)
     finance = rows["FIN_CONTRIBUTIONS_GBP"][headers.index("Year to date (2025-26)")]
     assert finance.value == pytest.approx(1234567.89) and "£" in finance.number_format
-    assert rows["CDN_NOTIFICATIONS"][value_col].value == "<5"
+    # A withheld figure leaves its cell empty (the column stays numbers only); Status says why.
+    assert rows["CDN_NOTIFICATIONS"][value_col].value is None
+    assert "This month: withheld (fewer than 5)" in rows["CDN_NOTIFICATIONS"][headers.index("Status")].value
+    assert "This month: withheld [c]" in rows["CDN_UNEXPECTED_JAR_PCT"][headers.index("Status")].value
+    assert rows["CON_CONTACTS"][headers.index("Status")].value is None
+    for code, cells in rows.items():
+        for col in range(value_col, headers.index("Target") + 1):
+            assert cells[col].value is None or isinstance(cells[col].value, (int, float)), (code, headers[col])
     assert rows["CDN_NOTIFICATIONS"][headers.index("RAG")].value == "○ Grey"
     contacts_sheet = wb["Contacts"]
     series = [r for r in contacts_sheet.iter_rows(min_row=2, values_only=True) if r[0] == "CON_CONTACTS"]
     assert len(series) == 14  # 13 months and the year to date
     assert all(isinstance(r[4], (int, float)) for r in series)
+    deaths = wb["Child deaths"]
+    assert [c.value for c in deaths[1]] == ["KPI code", "KPI", "Unit", "Period", "Value", "Status", "Notes"]
+    march = [r for r in deaths.iter_rows(min_row=2, values_only=True) if r[0] == "CDN_NOTIFICATIONS" and r[3] == PERIOD]
+    assert [(r[4], r[5]) for r in march] == [(None, "withheld (fewer than 5)")]
+    assert all(isinstance(r[4], (int, float)) or (r[4] is None and r[5]) or r[5] is None
+               for r in deaths.iter_rows(min_row=2, values_only=True))
+
+
+def test_every_workbook_sheet_prints_landscape_one_page_wide_with_its_header_on_every_page(produced):
+    _, output = produced
+    wb = openpyxl.load_workbook(output.xlsx)
+    for ws in wb.worksheets:
+        header_row = 1 if ws.title != "Summary" else next(
+            r[0].row for r in ws.iter_rows() if r[0].value == "Theme")
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), ws.title
+        assert ws.print_title_rows.replace("$", "") == f"{header_row}:{header_row}", ws.title
+        assert ws.freeze_panes.endswith(str(header_row + 1)), (ws.title, ws.freeze_panes)
+        # Filters on the table, from its header to its last row.
+        first, last = ws.auto_filter.ref.split(":")
+        assert first == f"A{header_row}" and int(re.sub(r"[A-Z]", "", last)) > header_row + 1, ws.title
+        # The header wraps and its row is tall enough for its longest heading (never into the data).
+        headings = [c for c in ws[header_row] if c.value]
+        assert all(c.alignment.wrap_text for c in headings), ws.title
+        for cell in headings:
+            width = ws.column_dimensions[cell.column_letter].width
+            lines = -(-len(cell.value) // int(width - 1))
+            assert ws.row_dimensions[header_row].height >= 15 * lines, (ws.title, cell.value)
 
 
 def test_pdf_is_a4_with_the_same_content_and_the_charts(produced):
