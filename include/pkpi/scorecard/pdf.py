@@ -201,11 +201,13 @@ def _pages(heights: list[float], first_room: float, page_room: float) -> list[li
         if used and used + heights[j] > page_room:
             needed, used = needed + 1, 0.0
         used += heights[j]
-    per_page = math.ceil(len(rest) / needed)
+    # Seven rows over three pages are 3, 2 and 2, never 3, 3 and 1.
+    sizes = [len(rest) // needed + (1 if k < len(rest) % needed else 0) for k in range(needed)]
     page: list[int] = []
     used = 0.0
     for j in rest:
-        if page and (len(page) == per_page or used + heights[j] > page_room):
+        planned = sizes[len(out) - 1] if len(out) - 1 < needed else math.inf  # rows on this page
+        if page and (len(page) >= planned or used + heights[j] > page_room):
             out.append(page)
             page, used = [], 0.0
         page.append(j)
