@@ -129,7 +129,8 @@ def render_pdf(sc: Scorecard, charts: list[ChartFile]) -> bytes:
 # The trends grid: two cells to a row, each a chart with its caption beneath, or for a measure
 # whose figures are all withheld, its name and the sentence saying so.
 GAP_MM = 5
-CAPTION_LINE_MM = 3.4
+CAPTION_PT, CAPTION_LINE_MM = 7, 3.4
+WITHHELD_PT, WITHHELD_LINE_MM = 8.5, 4.2
 ROW_GAP_MM = 4
 HEADING_MM = 8
 
@@ -153,16 +154,16 @@ def _trends(pdf, sc: Scorecard, charts: list[ChartFile]) -> None:
     width = pdf.epw
     chart_w = (width - GAP_MM) / 2
     chart_h = chart_w * SIZE_INCHES[1] / SIZE_INCHES[0]  # every chart has the same shape
-    pdf.set_font("DejaVu", "", 7)
 
-    def lines(text: str) -> int:
-        # Wrapped lines, measured with the caption font (a little slack for word breaks).
+    def lines(text: str, size: float) -> int:
+        # Wrapped lines, measured in the font they are drawn in (a little slack for word breaks).
+        pdf.set_font("DejaVu", "", size)
         return math.ceil((pdf.get_string_width(text) + 1) / (chart_w * 0.95))
 
     def height(cell) -> float:
         if isinstance(cell, ChartFile):
-            return chart_h + 1 + sum(lines(t) for t in cell.caption_lines) * CAPTION_LINE_MM
-        return 6 + lines(cell[1]) * 4.2
+            return chart_h + 1 + sum(lines(t, CAPTION_PT) for t in cell.caption_lines) * CAPTION_LINE_MM
+        return lines(cell[0], 9) * 5 + lines(cell[1], WITHHELD_PT) * WITHHELD_LINE_MM
 
     rows = [cells[i:i + 2] for i in range(0, len(cells), 2)]
     heights = [max(height(c) for c in pair) + ROW_GAP_MM for pair in rows]
@@ -224,7 +225,7 @@ def _draw_row(pdf, pair, chart_w: float, chart_h: float) -> None:
         if isinstance(cell, ChartFile):
             pdf.image(str(cell.path), x=x, y=y, w=chart_w, h=chart_h, alt_text=cell.alt)
             pdf.set_xy(x, y + chart_h + 0.5)
-            pdf.set_font("DejaVu", "", 7)
+            pdf.set_font("DejaVu", "", CAPTION_PT)
             pdf.set_text_color(80, 90, 95)
             for line in cell.caption_lines:
                 pdf.set_x(x)
@@ -234,9 +235,9 @@ def _draw_row(pdf, pair, chart_w: float, chart_h: float) -> None:
             pdf.set_xy(x, y)
             pdf.set_font("DejaVu", "B", 9)
             pdf.multi_cell(chart_w, 5, name, new_x="LEFT", new_y="NEXT", align="L")
-            pdf.set_font("DejaVu", "", 8.5)
+            pdf.set_font("DejaVu", "", WITHHELD_PT)
             pdf.set_text_color(80, 90, 95)
-            pdf.multi_cell(chart_w, 4.2, text, new_x="LEFT", new_y="NEXT", align="L")
+            pdf.multi_cell(chart_w, WITHHELD_LINE_MM, text, new_x="LEFT", new_y="NEXT", align="L")
         pdf.set_text_color(11, 12, 12)
         bottom = max(bottom, pdf.get_y())
     pdf.set_xy(pdf.l_margin, bottom + ROW_GAP_MM)
