@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import re
 
 import openpyxl
@@ -10,11 +12,15 @@ import pytest
 from pypdf import PdfReader
 
 from pkpi.scorecard import ScorecardError, build_scorecard, produce_scorecard
+from pkpi.scorecard.charts import draw_scorecard_charts
+from pkpi.scorecard.model import ReturnGap
+from pkpi.scorecard.pdf import render_pdf
 from pkpi.warehouse import initialise
 from support.mart_fixture import (
     CATALOGUE, MISSING_RETURN, NOT_ON_SCORECARD, PERIOD, PROVISIONAL, REJECTED_RETURN, build_mart,
     make_settings,
 )
+from support.pdf_layout import page_use
 from support.spec import SCORECARD_COLUMNS
 
 SCORECARD_KPIS = [c[0] for c in CATALOGUE if c[0] not in NOT_ON_SCORECARD]
@@ -236,48 +242,23 @@ def test_the_at_a_glance_trend_says_better_or_worse_by_the_measures_polarity(pro
     assert "↑ Worse" in pdf and "↑ Better" in pdf
 
 
-def _page_use(page) -> float:
-    """How much of a PDF page's height is used: from the top down to its lowest text or image."""
-    from pypdf.generic import ContentStream
-
-    lowest = []
-    page.extract_text(visitor_text=lambda text, cm, tm, *_: lowest.append(tm[5]) if text.strip() else None)
-    matrix = None
-    for operands, operator in ContentStream(page.get_contents(), page.pdf).operations:
-        if operator == b"cm":
-            matrix = [float(v) for v in operands]
-        elif operator == b"Do" and matrix:
-            lowest.append(matrix[5])  # an image's bottom edge
-    height = float(page.mediabox.height)
-    return (height - min(lowest)) / height if lowest else 0.0
-
-
 def _scorecard_and_charts(settings, tmp_path, **changes):
-    import dataclasses
-
-    from pkpi.scorecard.charts import draw_scorecard_charts
-
     sc = dataclasses.replace(build_scorecard(settings, PERIOD), **changes)
     return sc, draw_scorecard_charts(sc, tmp_path / "charts")
 
 
 def test_the_pdf_flows_the_trends_after_the_notes_with_no_near_empty_page(produced, tmp_path):
-    import io
-
-    from pkpi.scorecard.model import ReturnGap
-    from pkpi.scorecard.pdf import render_pdf
-
     settings, output = produced
     # Every page of the month's PDF after the first is at least a third full.
-    for reader in (PdfReader(output.pdf),):
-        assert all(_page_use(p) > 1 / 3 for p in reader.pages[1:]), [_page_use(p) for p in reader.pages]
+    pages = PdfReader(output.pdf).pages
+    assert all(page_use(p) > 1 / 3 for p in pages[1:]), [page_use(p) for p in pages]
     # A long provisional box pushes the notes onto the second page: the trends follow them
     # there rather than leaving that page with a few lines of notes.
     gaps = tuple(ReturnGap("training", "Multi-agency training", f"P{i}", f"Partner number {i}", "missing", None)
                  for i in range(14))
     sc, charts = _scorecard_and_charts(settings, tmp_path, gaps=gaps)
     reader = PdfReader(io.BytesIO(render_pdf(sc, charts)))
-    uses = [round(_page_use(p), 2) for p in reader.pages]
+    uses = [round(page_use(p), 2) for p in reader.pages]
     assert "Year to date runs from" in reader.pages[1].extract_text() and len(reader.pages[1].images) >= 2, uses
     assert all(u > 1 / 3 for u in uses[1:]), uses
     assert sum(len(p.images) for p in reader.pages) == len(charts)

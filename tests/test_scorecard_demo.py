@@ -42,6 +42,7 @@ from pkpi.reference import load_reference
 from pkpi.scorecard import produce_scorecard
 from pkpi.settings import Settings
 from pkpi.warehouse import connect
+from support.pdf_layout import page_use
 from support.spec import SCORECARD_COLUMNS, SCORECARD_KPIS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,6 +265,17 @@ def test_every_output_marks_the_same_measures_provisional_as_the_mart(demo):
     text = cycle.scorecard.email_text.read_text(encoding="utf-8")
     text_marked = {code for code, name in names.items() if f"\n{name} (provisional)\n" in text}
     assert csv_marked == xlsx_marked == html_marked == card_marked == pdf_marked == text_marked == mart
+
+
+def test_the_demo_pdf_has_no_near_empty_page(demo):
+    _, _, cycle = demo
+    reader = PdfReader(cycle.scorecard.pdf)
+    uses = [round(page_use(p), 2) for p in reader.pages]
+    assert len(uses) >= 2 and all(u > 1 / 3 for u in uses[1:]), uses
+    # Every chart is in it, and the JAR percentage, withheld throughout, has its sentence.
+    assert sum(len(p.images) for p in reader.pages) == len(cycle.scorecard.charts)
+    assert "All figures for this measure over the last 13 months are withheld" in re.sub(
+        r"\s+", " ", _pdf_text(cycle.scorecard.pdf.read_bytes()))
 
 
 # --- nothing hidden leaves the warehouse --------------------------------------------------------
