@@ -73,7 +73,8 @@ def test_scorecard_figures_match_the_sample_returns(monthly_run):
         card = {r["kpi_code"]: r for r in csv.DictReader(f)}
     assert float(card["CON_CONTACTS"]["value"]) == len(rows)
     assert float(card["CON_CONVERSION_PCT"]["value"]) == pytest.approx(100 * referrals / len(rows), abs=0.05)
-    assert card["CON_CONTACTS"]["provisional"].lower() == "true"  # PROB's training is missing
+    assert card["TRN_ATTENDANCES"]["provisional"].lower() == "true"  # PROB's training is missing
+    assert card["CON_CONTACTS"]["provisional"].lower() == "false"
 
 
 def test_the_email_is_in_the_outbox_and_the_planted_return_in_quarantine(monthly_run):

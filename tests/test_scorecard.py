@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import re
 
 import openpyxl
@@ -10,10 +12,15 @@ import pytest
 from pypdf import PdfReader
 
 from pkpi.scorecard import ScorecardError, build_scorecard, produce_scorecard
+from pkpi.scorecard.charts import draw_scorecard_charts
+from pkpi.scorecard.model import ReturnGap
+from pkpi.scorecard.pdf import render_pdf
 from pkpi.warehouse import initialise
 from support.mart_fixture import (
-    CATALOGUE, MISSING_RETURN, NOT_ON_SCORECARD, PERIOD, REJECTED_RETURN, build_mart, make_settings,
+    CATALOGUE, MISSING_RETURN, NOT_ON_SCORECARD, PERIOD, PROVISIONAL, REJECTED_RETURN, build_mart,
+    make_settings,
 )
+from support.pdf_layout import page_use
 from support.spec import SCORECARD_COLUMNS
 
 SCORECARD_KPIS = [c[0] for c in CATALOGUE if c[0] not in NOT_ON_SCORECARD]
@@ -34,7 +41,9 @@ def test_every_file_is_written_to_the_months_export_folder(produced):
     for name in ("scorecard.html", "scorecard.pdf", "scorecard.xlsx", "scorecard.csv"):
         assert (folder / name).is_file() and (folder / name).stat().st_size > 0
     charts = sorted(p.name for p in (folder / "charts").glob("*.png"))
-    assert charts == sorted([f"trend-{k.lower()}.png" for k in SCORECARD_KPIS] + ["child-deaths-by-year.png"])
+    # The JAR percentage's figures are all withheld: a sentence stands in for its chart.
+    charted = [k for k in SCORECARD_KPIS if k != "CDN_UNEXPECTED_JAR_PCT"]
+    assert charts == sorted([f"trend-{k.lower()}.png" for k in charted] + ["child-deaths-by-year.png"])
     for chart in output.charts:
         assert chart.read_bytes().startswith(b"\x89PNG")
 
@@ -80,7 +89,8 @@ def test_csv_has_the_mart_columns_after_disclosure_control(produced):
     assert reader.fieldnames == SCORECARD_COLUMNS
     assert [r["kpi_code"] for r in rows] == SCORECARD_KPIS
     by_code = {r["kpi_code"]: r for r in rows}
-    assert all(r["period"] == PERIOD and r["provisional"] == "true" for r in rows)
+    assert all(r["period"] == PERIOD for r in rows)
+    assert {r["kpi_code"] for r in rows if r["provisional"] == "true"} == PROVISIONAL
     assert by_code["CON_CONTACTS"]["value"] == "391"
     assert by_code["CDN_NOTIFICATIONS"]["value"] == "<5"
     # March's 3 is hidden: the year to date (71) minus February's (68, in February's scorecard)
@@ -113,12 +123,48 @@ def test_xlsx_has_a_summary_and_a_sheet_per_theme_with_real_numbers(produced):
     assert conversion.value == pytest.approx(float(csv_rows["CON_CONVERSION_PCT"]["value"]) / 100)
     finance = rows["FIN_CONTRIBUTIONS_GBP"][headers.index("Year to date (2025-26)")]
     assert finance.value == pytest.approx(1234567.89) and "£" in finance.number_format
-    assert rows["CDN_NOTIFICATIONS"][value_col].value == "<5"
+    # A withheld figure leaves its cell empty (the column stays numbers only); Status says why.
+    assert rows["CDN_NOTIFICATIONS"][value_col].value is None
+    assert "This month: withheld (fewer than 5)" in rows["CDN_NOTIFICATIONS"][headers.index("Status")].value
+    assert "This month: withheld [c]" in rows["CDN_UNEXPECTED_JAR_PCT"][headers.index("Status")].value
+    assert rows["CON_CONTACTS"][headers.index("Status")].value is None
+    for code, cells in rows.items():
+        for col in range(value_col, headers.index("Target") + 1):
+            assert cells[col].value is None or isinstance(cells[col].value, (int, float)), (code, headers[col])
     assert rows["CDN_NOTIFICATIONS"][headers.index("RAG")].value == "○ Grey"
     contacts_sheet = wb["Contacts"]
     series = [r for r in contacts_sheet.iter_rows(min_row=2, values_only=True) if r[0] == "CON_CONTACTS"]
     assert len(series) == 14  # 13 months and the year to date
     assert all(isinstance(r[4], (int, float)) for r in series)
+    deaths = wb["Child deaths"]
+    assert [c.value for c in deaths[1]] == ["KPI code", "KPI", "Unit", "Period", "Value", "Status", "Notes"]
+    march = [r for r in deaths.iter_rows(min_row=2, values_only=True) if r[0] == "CDN_NOTIFICATIONS" and r[3] == PERIOD]
+    assert [(r[4], r[5]) for r in march] == [(None, "withheld (fewer than 5)")]
+    assert all(isinstance(r[4], (int, float)) or (r[4] is None and r[5]) or r[5] is None
+               for r in deaths.iter_rows(min_row=2, values_only=True))
+
+
+def test_every_workbook_sheet_prints_landscape_one_page_wide_with_its_header_on_every_page(produced):
+    _, output = produced
+    wb = openpyxl.load_workbook(output.xlsx)
+    for ws in wb.worksheets:
+        header_row = 1 if ws.title != "Summary" else next(
+            r[0].row for r in ws.iter_rows() if r[0].value == "Theme")
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 0), ws.title
+        assert ws.print_title_rows.replace("$", "") == f"{header_row}:{header_row}", ws.title
+        assert ws.freeze_panes.endswith(str(header_row + 1)), (ws.title, ws.freeze_panes)
+        # Filters on the table, from its header to its last row.
+        first, last = ws.auto_filter.ref.split(":")
+        assert first == f"A{header_row}" and int(re.sub(r"[A-Z]", "", last)) > header_row + 1, ws.title
+        # The header wraps and its row is tall enough for its longest heading (never into the data).
+        headings = [c for c in ws[header_row] if c.value]
+        assert all(c.alignment.wrap_text for c in headings), ws.title
+        for cell in headings:
+            width = ws.column_dimensions[cell.column_letter].width
+            lines = -(-len(cell.value) // int(width - 1))
+            assert ws.row_dimensions[header_row].height >= 15 * lines, (ws.title, cell.value)
 
 
 def test_pdf_is_a4_with_the_same_content_and_the_charts(produced):
@@ -174,3 +220,102 @@ def test_clear_errors_when_there_is_nothing_to_report(tmp_path):
         produce_scorecard(settings, "2026-05")
     assert "latest month in the mart is 2026-03" in str(err.value)
     assert not (settings.exports_dir / "2026-05").exists()
+
+
+def _glance_rows(html: str) -> dict[str, str]:
+    """The at-a-glance table's rows by KPI code, as visible text."""
+    table = html[html.index('id="glance"'):html.index('id="summary"')]
+    rows = re.findall(r'<tr style="border-bottom[^>]*>(.*?)</tr>', table, flags=re.S)
+    return {re.search(r'href="#kpi-([A-Z0-9_]+)"', r).group(1): re.sub(r"<[^>]+>|\s+", " ", r) for r in rows}
+
+
+def test_the_at_a_glance_trend_says_better_or_worse_by_the_measures_polarity(produced):
+    _, output = produced
+    glance = _glance_rows(output.html.read_text(encoding="utf-8"))
+    # Conversion (higher is better) went up; re-referrals (lower is better) went up too.
+    assert "↑ Better" in glance["CON_CONVERSION_PCT"]
+    assert "↑ Worse" in glance["CON_REREFERRAL_12M_PCT"]
+    assert "↓ Worse" in glance["TRN_ELEARN_COMPLETION_PCT"]
+    # A neutral measure only goes up or down.
+    assert "↓ Down" in glance["CON_CONTACTS"] and "Better" not in glance["CON_CONTACTS"]
+    pdf = "\n".join(p.extract_text() for p in PdfReader(output.pdf).pages)
+    assert "↑ Worse" in pdf and "↑ Better" in pdf
+
+
+def _scorecard_and_charts(settings, tmp_path, **changes):
+    sc = dataclasses.replace(build_scorecard(settings, PERIOD), **changes)
+    return sc, draw_scorecard_charts(sc, tmp_path / "charts")
+
+
+def test_the_pdf_flows_the_trends_after_the_notes_with_no_near_empty_page(produced, tmp_path):
+    settings, output = produced
+    # Every page of the month's PDF after the first is at least a third full.
+    pages = PdfReader(output.pdf).pages
+    assert all(page_use(p) > 1 / 3 for p in pages[1:]), [page_use(p) for p in pages]
+    # A long provisional box pushes the notes onto the second page: the trends follow them
+    # there rather than leaving that page with a few lines of notes.
+    gaps = tuple(ReturnGap("training", "Multi-agency training", f"P{i}", f"Partner number {i}", "missing", None)
+                 for i in range(14))
+    sc, charts = _scorecard_and_charts(settings, tmp_path, gaps=gaps)
+    reader = PdfReader(io.BytesIO(render_pdf(sc, charts)))
+    uses = [round(page_use(p), 2) for p in reader.pages]
+    assert "Year to date runs from" in reader.pages[1].extract_text() and len(reader.pages[1].images) >= 2, uses
+    assert all(u > 1 / 3 for u in uses[1:]), uses
+    assert sum(len(p.images) for p in reader.pages) == len(charts)
+
+
+def test_a_measure_whose_figures_are_all_withheld_gets_a_sentence_not_an_empty_chart(produced):
+    _, output = produced
+    # Every JAR percentage of the 13 months has a base below 5 (or no deaths at all).
+    assert not (output.directory / "charts" / "trend-cdn_unexpected_jar_pct.png").exists()
+    html = output.html.read_text(encoding="utf-8")
+    card = html[html.index('id="kpi-CDN_UNEXPECTED_JAR_PCT"'):html.index('id="child-deaths-by-year"')]
+    sentence = ("All figures for this measure over the last 13 months are withheld to protect the "
+                "children and families they count (note b), so there is no chart.")
+    assert sentence in card and "<img" not in card
+    pdf = re.sub(r"\s+", " ", "\n".join(p.extract_text() for p in PdfReader(output.pdf).pages))
+    assert sentence in pdf
+    # A measure with some figures shown keeps its chart.
+    assert (output.directory / "charts" / "trend-cdn_notifications.png").exists()
+
+
+def test_percentage_charts_use_an_axis_that_shows_the_movement(produced, tmp_path):
+    settings, _ = produced
+    _, charts = _scorecard_and_charts(settings, tmp_path)
+    by_code = {c.kpi_code: c for c in charts}
+    for code in ("CON_CONVERSION_PCT", "TRN_ELEARN_COMPLETION_PCT", "RET_ON_TIME_PCT"):
+        chart = by_code[code]
+        bottom, top = chart.y_range
+        values = [v for _, v in chart.plotted]
+        assert bottom <= min(values) and max(values) <= top and top <= 105, (code, chart.y_range)
+        # The month-to-month movement fills a good part of the axis rather than a sliver of 0-100%.
+        assert (max(values) - min(values)) / (top - bottom) >= 0.25, (code, chart.y_range, values)
+    assert by_code["CON_CONVERSION_PCT"].y_range[0] > 0  # conversion runs about 20-24%
+    # A count still starts from zero.
+    assert by_code["CON_CONTACTS"].y_range[0] == 0
+
+
+def test_html_uses_the_width_of_a_desktop_screen_and_stays_one_column_on_a_phone(produced, page_at):
+    _, output = produced
+
+    def layout(width: int) -> dict:
+        page = page_at(width)
+        page.goto(output.html.as_uri())
+        return page.evaluate("""() => ({
+            scroll: document.documentElement.scrollWidth,
+            wrap: document.querySelector('.wrap').getBoundingClientRect().width,
+            cards: [...document.querySelectorAll('.kpi')].map(e => {
+                const r = e.getBoundingClientRect(); return [r.left, r.top, r.width]; }),
+        })""")
+
+    desktop, phone = layout(1280), layout(390)
+    # A desktop screen: the page is wider than the phone column, two cards side by side.
+    assert desktop["wrap"] >= 900, desktop["wrap"]
+    lefts = {round(left) for left, _, _ in desktop["cards"]}
+    assert len(lefts) == 2, lefts
+    tops = [round(top) for _, top, _ in desktop["cards"]]
+    assert len(set(tops)) < len(tops)  # some cards share a row
+    # A phone: one card per row, nothing wider than the screen.
+    assert phone["scroll"] <= 390, phone["scroll"]
+    assert len({round(left) for left, _, _ in phone["cards"]}) == 1
+    assert len({round(top) for _, top, _ in phone["cards"]}) == len(phone["cards"])

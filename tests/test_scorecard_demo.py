@@ -42,6 +42,7 @@ from pkpi.reference import load_reference
 from pkpi.scorecard import produce_scorecard
 from pkpi.settings import Settings
 from pkpi.warehouse import connect
+from support.pdf_layout import page_use
 from support.spec import SCORECARD_COLUMNS, SCORECARD_KPIS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -238,6 +239,45 @@ def test_the_provisional_note_names_the_missing_and_rejected_returns(demo):
     assert cycle.delivery.subject.endswith("scorecard: March 2026 (provisional)")
 
 
+def test_every_output_marks_the_same_measures_provisional_as_the_mart(demo):
+    settings, _, cycle = demo
+    out = cycle.scorecard
+    mart = {code for code, provisional in _mart(settings, """
+        SELECT kpi_code, provisional FROM mart.scorecard WHERE period = ?""", [PERIOD]) if provisional}
+    # The demo's March training returns: PROB's is missing and NPOL's rejected. Return
+    # compliance counts every return; the front door, child deaths and finance wait for none.
+    training = {code for (code,) in _mart(settings, """
+        SELECT kpi_code FROM mart.dim_kpi WHERE on_scorecard AND source IN ('training', 'returns')""")}
+    assert mart == training and "TRN_ATTENDANCES" in mart and "CON_CONTACTS" not in mart
+
+    csv_marked = {code for code, r in _csv_rows(out.csv).items() if r["provisional"] == "true"}
+    header, summary = _summary_rows(out.xlsx)
+    xlsx_marked = {code for code, r in summary.items() if r[header.index("Provisional")] == "Yes"}
+    html = out.html.read_text(encoding="utf-8")
+    glance = html[html.index('id="glance"'):html.index('id="summary"')]
+    html_marked = {code for code, row in re.findall(r'href="#kpi-([A-Z0-9_]+)"(.*?)</tr>', glance, flags=re.S)
+                   if "provisional" in row}
+    cards = {code: card for code, card in re.findall(r'id="kpi-([A-Z0-9_]+)"(.*?)</table>', html, flags=re.S)}
+    card_marked = {code for code, card in cards.items() if "(provisional)" in card}
+    pdf = re.sub(r"\s+", " ", _pdf_text(out.pdf.read_bytes()))
+    names = dict(_mart(settings, "SELECT kpi_code, kpi_name FROM mart.scorecard WHERE period = ?", [PERIOD]))
+    pdf_marked = {code for code, name in names.items() if re.search(re.escape(name) + r"( \([^)]*annual\))? \(provisional\)", pdf)}
+    text = cycle.scorecard.email_text.read_text(encoding="utf-8")
+    text_marked = {code for code, name in names.items() if f"\n{name} (provisional)\n" in text}
+    assert csv_marked == xlsx_marked == html_marked == card_marked == pdf_marked == text_marked == mart
+
+
+def test_the_demo_pdf_has_no_near_empty_page(demo):
+    _, _, cycle = demo
+    reader = PdfReader(cycle.scorecard.pdf)
+    uses = [round(page_use(p), 2) for p in reader.pages]
+    assert len(uses) >= 2 and all(u > 1 / 3 for u in uses[1:]), uses
+    # Every chart is in it, and the JAR percentage, withheld throughout, has its sentence.
+    assert sum(len(p.images) for p in reader.pages) == len(cycle.scorecard.charts)
+    assert "All figures for this measure over the last 13 months are withheld" in re.sub(
+        r"\s+", " ", _pdf_text(cycle.scorecard.pdf.read_bytes()))
+
+
 # --- nothing hidden leaves the warehouse --------------------------------------------------------
 
 
@@ -357,7 +397,7 @@ def test_no_hidden_figure_appears_in_any_output(demo):
     for where, data in workbooks.items():
         sheet = openpyxl.load_workbook(io.BytesIO(data))["Child deaths"]
         march = [r for r in sheet.iter_rows(values_only=True) if r[0] == "CDN_NOTIFICATIONS" and r[3] == PERIOD]
-        assert [r[4] for r in march] == ["<5"], where
+        assert [(r[4], r[5]) for r in march] == [(None, "withheld (fewer than 5)")], where
     # The trend chart leaves March out and says so beneath it.
     card = _between(texts["scorecard.html"], "Deaths of children notified", "Unexpected deaths")
     assert re.search(r"Not shown \(note [a-h]\): [^.]*Mar 26", card)

@@ -8,7 +8,7 @@ import pytest
 from pkpi.disclosure import DisclosureControl, Reason
 from pkpi.scorecard import build_scorecard
 from pkpi.scorecard.marks import notes_label, with_mark
-from pkpi.scorecard.model import TRENDS
+from pkpi.scorecard.model import TRENDS, VERDICTS
 from pkpi.warehouse import connect
 from support.mart_fixture import (
     CATALOGUE, MISSING_RETURN, NOT_ON_SCORECARD, PERIOD, REJECTED_RETURN, build_mart, make_settings,
@@ -64,6 +64,8 @@ def test_every_trend_the_mart_can_hold_has_its_words_and_the_formats_agree(mart)
     sc = build_scorecard(mart, PERIOD)
     for row in sc.rows:
         assert row.trend_text.startswith(TRENDS[row.trend].long)
-        assert row.trend_short == TRENDS[row.trend].short
         if row.trend_verdict:
             assert row.trend_text.endswith(f"({row.trend_verdict})")
+            assert row.trend_short == f"{TRENDS[row.trend].arrow} {VERDICTS[row.trend_verdict].word}"
+        else:
+            assert row.trend_short == TRENDS[row.trend].short

@@ -10,7 +10,7 @@ dbt run. The numbers are chosen so that disclosure control has work to do in 202
 - over 2025-26, 3 deaths had death type not_known (hidden) and so unexpected is hidden too.
 
 In 2026-03 the training return from WNC is missing and the one from NNC was rejected, so the
-scorecard is provisional.
+scorecard is provisional, and so are the training and return compliance KPIs (PROVISIONAL).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ CATALOGUE = [
     ("RET_ON_TIME_PCT", "Returns received on time", "Return compliance", "percent", "higher_is_better", False, "Expected returns accepted by their due date."),
 ]
 NOT_ON_SCORECARD = {"CON_REFERRALS"}
+PROVISIONAL = {"TRN_ELEARN_COMPLETION_PCT", "TRN_ATTENDANCES", "RET_ON_TIME_PCT"}  # in PERIOD
 # dim_kpi.source: the return type a KPI is counted from, by its code's theme prefix.
 SOURCES = {"CON": "contacts", "TRN": "training", "CDN": "child_deaths", "FIN": "finance", "RET": "returns"}
 TARGETS = {  # kpi_code -> (target, amber_tolerance)
@@ -210,10 +211,13 @@ def build_mart(settings: Settings) -> Path:
         """)
         rows = []
         for month in months_between("2025-04", PERIOD):
-            provisional = any(s[4] in ("missing", "rejected") for s in _submissions(month))
+            outstanding = {s[0] for s in _submissions(month) if s[4] in ("missing", "rejected")}
             for code, name, theme, unit, polarity, disclosive, _ in CATALOGUE:
                 if code in NOT_ON_SCORECARD:
                     continue
+                # int_scorecard_rows' rule: a return the KPI is counted from is outstanding.
+                source = SOURCES[code[:3]]
+                provisional = bool(outstanding) if source == "returns" else source in outstanding
                 value = _value_of(code, month)
                 previous = _value_of(code, shift_month(month, -1))
                 fytd = _fytd(code, month)

@@ -18,7 +18,9 @@
 --   trend            value against previous_month_value: up, down, flat or n/a; a KPI reported
 --                    only by financial year (finance) compares its year with the year before
 --                    (same_month_last_year_value), since its previous month is the same year
---   provisional      any expected return for the month is missing or rejected
+--   provisional      a monthly return the KPI is counted from (kpi_catalogue.source) is
+--                    missing or rejected for the month; for return compliance (source
+--                    "returns"), any expected return
 
 with kpis as (
     select * from {{ ref('kpi_catalogue') }} where on_scorecard
@@ -85,13 +87,19 @@ targets as (
     select * from {{ ref('kpi_targets') }}
 ),
 
-provisional_months as (
+-- A measure is provisional for a month when a monthly return it is counted from (its catalogue
+-- source) is missing or rejected; return compliance (source "returns") counts every expected
+-- return, so it is provisional when any is. The scorecard's files read this flag, never their
+-- own rule (docs/scorecard.md, Provisional).
+provisional_kpis as (
     select
-        period as month,
-        bool_or(status in ('missing', 'rejected')) as provisional
-    from {{ ref('int_return_submissions') }}
-    where period_grain = 'month'
-    group by period
+        s.period as month,
+        k.kpi_code,
+        bool_or(s.status in ('missing', 'rejected')) as provisional
+    from {{ ref('int_return_submissions') }} as s
+    inner join kpis as k on k.source = 'returns' or k.source = s.return_type
+    where s.period_grain = 'month'
+    group by s.period, k.kpi_code
 ),
 
 assembled as (
@@ -134,7 +142,7 @@ assembled as (
         on last_year.kpi_code = k.kpi_code
         and last_year.month = {{ month_label('m.month_start - interval 12 month') }}
     left join targets as t on t.kpi_code = k.kpi_code and t.financial_year = m.financial_year
-    left join provisional_months as p on p.month = m.month
+    left join provisional_kpis as p on p.month = m.month and p.kpi_code = k.kpi_code
 )
 
 select

@@ -139,6 +139,8 @@ def _build_row(control: DisclosureControl, extract: MartExtract, row: dict, peri
     elif previous_figure.hidden:
         # "Up" or "down" would bound the hidden figure by the shown one.
         trend = "n/a"
+    # The returns to name in the KPI's provisional note; whether it is provisional at all is
+    # mart.scorecard.provisional's to say (the same rule, decided once in the mart).
     source = _source_of(row)
     row_gaps = tuple(g for g in gaps if source is None or g.return_type == source)
     return ScorecardRow(

@@ -3,7 +3,8 @@
 Charts are drawn from the disclosure-controlled model only: a hidden figure has no number, so
 it is simply not plotted; its month is shaded, and the chart's caption (``ChartFile.caption``,
 printed beneath it in the HTML, email and PDF) says which points are not shown and why. Axis
-limits come from the plotted points, so they cannot hint at a hidden one either.
+limits come from the plotted points, so they cannot hint at a hidden one either; a percentage
+axis is padded around them (:func:`percent_limits`) rather than always 0-100%.
 
 Charts are drawn small in inches with ordinary text sizes, so that shrunk to a phone's width
 the labels stay readable.
@@ -53,6 +54,7 @@ class ChartFile:
     plotted: tuple[tuple[str, float], ...]
     not_shown: tuple[str, ...]
     caption: str = ""  # which points are not shown and why (note numbers), as text
+    y_range: tuple[float, float] | None = None  # the value axis's limits, as drawn
 
     @property
     def caption_lines(self) -> list[str]:
@@ -78,6 +80,23 @@ def _axis_formatter(unit: str) -> FuncFormatter:
     if unit == "gbp":
         return FuncFormatter(_compact_gbp)
     return FuncFormatter(lambda v, _: f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}")
+
+
+def percent_limits(values: list[float]) -> tuple[float, float]:
+    """A percentage axis that shows the movement: the shown values (and target) padded by a
+    quarter of their spread, at least 10 points tall, on multiples of 5, within 0 to 100 unless
+    a value is outside it (a completion rate can pass 100%)."""
+    low, high = min(values), max(values)
+    pad = max((high - low) * 0.25, 2.5)
+    bottom = 5 * math.floor((low - pad) / 5)
+    top = 5 * math.ceil((high + pad) / 5)
+    if top - bottom < 10:
+        top = bottom + 10
+    if low >= 0:
+        bottom = max(bottom, 0)
+    if high <= 100:
+        top = min(top, 105)  # room for the latest point's label above 100%
+    return float(bottom), float(max(top, bottom + 10))
 
 
 def _new_chart():
@@ -151,7 +170,7 @@ def trend_chart(scorecard: Scorecard, row: ScorecardRow, path: Path) -> ChartFil
         ax.axhline(row.target.value, color=TARGET_COLOUR, linestyle="--", linewidth=1,
                    label=f"Target {row.target.text}" + (f" ({scorecard.financial_year})" if not monthly else ""),
                    zorder=2)
-        ax.legend(fontsize=FONT["legend"], frameon=False, loc="lower left", handlelength=1.8)
+        ax.legend(fontsize=FONT["legend"], frameon=False, loc="best", handlelength=1.8)
     if plotted and not math.isnan(ys[-1]):
         # Label the latest point only: the reporting month (or year), the figure in the table.
         ax.annotate(
@@ -162,13 +181,12 @@ def trend_chart(scorecard: Scorecard, row: ScorecardRow, path: Path) -> ChartFil
         ax.text(0.5, 0.5, "No figures can be shown", transform=ax.transAxes,
                 ha="center", va="center", fontsize=FONT["label"], color=TARGET_COLOUR)
         ax.set_yticks([])
+    # Limits come from shown figures (and the target) only, so they cannot hint at a hidden one.
     tops = [v for _, v in plotted] + ([row.target.value] if row.target.value is not None else [])
-    if tops and min(tops) >= 0:
-        # From zero, with headroom for the labels; limits come from shown figures only.
-        top = max(max(tops) * 1.2, 1)
-        if row.unit == "percent" and max(tops) <= 100:
-            top = min(top, 112)  # a percentage axis need not run far past 100%
-        ax.set_ylim(0, top)
+    if tops and row.unit == "percent":
+        ax.set_ylim(*percent_limits(tops))
+    elif tops and min(tops) >= 0:
+        ax.set_ylim(0, max(max(tops) * 1.2, 1))  # from zero, with headroom for the labels
     if monthly:
         # "Mar" over "25": thirteen labels fit across a phone screen without turning them.
         tick_labels = [label.replace(" ", "\n") for label in labels]
@@ -177,7 +195,15 @@ def trend_chart(scorecard: Scorecard, row: ScorecardRow, path: Path) -> ChartFil
     ax.set_xticks(xs, tick_labels)
     ax.set_xlim(-0.6, len(xs) - 0.4)
     ax.yaxis.set_major_formatter(_axis_formatter(row.unit))
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=row.unit == "count"))
+    if tops and row.unit == "percent":
+        # Whole percentages only (a 22.5% tick would read "22%"), and none above 100% when
+        # the room above is only for the latest point's label.
+        bottom, top = ax.get_ylim()
+        ceiling = min(top, 100) if max(tops) <= 100 else top
+        ticks = MaxNLocator(nbins=4, steps=[1, 2, 5, 10], integer=True).tick_values(bottom, ceiling)
+        ax.set_yticks([t for t in ticks if bottom <= t <= ceiling])
+    else:
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=row.unit == "count"))
     span = "13 months" if monthly else "five financial years"
     _style(ax, f"{row.kpi_name}: last {span}")
     bottom = _footer(fig, bool(hidden), bool(missing))
@@ -195,6 +221,7 @@ def trend_chart(scorecard: Scorecard, row: ScorecardRow, path: Path) -> ChartFil
         plotted=tuple(plotted),
         not_shown=tuple(label for label, _ in hidden),
         caption=_notes_text(scorecard, hidden, missing),
+        y_range=tuple(float(v) for v in ax.get_ylim()),
     )
 
 
@@ -283,9 +310,14 @@ def child_deaths_chart(scorecard: Scorecard, years: tuple[ChildDeathYear, ...], 
 
 
 def draw_scorecard_charts(scorecard: Scorecard, directory: Path) -> list[ChartFile]:
-    """Draw every chart for the scorecard into ``directory``; stale charts there are removed."""
+    """Draw every chart for the scorecard into ``directory``; stale charts there are removed.
+
+    A KPI whose figures are all withheld gets no chart (an empty frame says nothing): the
+    outputs print :meth:`Scorecard.withheld_text` in its place.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    out = [trend_chart(scorecard, row, directory / f"trend-{row.kpi_code.lower()}.png") for row in scorecard.rows]
+    out = [trend_chart(scorecard, row, directory / f"trend-{row.kpi_code.lower()}.png")
+           for row in scorecard.rows if not row.all_withheld]
     out.append(child_deaths_chart(scorecard, scorecard.child_deaths_by_year, directory / CHILD_DEATHS_CHART))
     keep = {c.path.name for c in out}
     for old in directory.glob("*.png"):

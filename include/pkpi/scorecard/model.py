@@ -58,22 +58,39 @@ RAG = {
 @dataclass(frozen=True)
 class TrendWords:
     """How a trend reads: ``long`` in sentences ("→ No change on February 2026"), ``short`` in
-    table cells ("→ Same")."""
+    table cells ("→ Same"); ``arrow`` beside a verdict ("↓ Better", :attr:`ScorecardRow.trend_short`)."""
 
     long: str
     short: str
+    arrow: str  # beside a verdict in a table cell: "↓ Better"
 
 
 # The keys are mart.scorecard.trend's accepted values; "n/a" is also used wherever a direction
 # would hint at a hidden figure.
 TRENDS = {
-    "up": TrendWords("↑ Up", "↑ Up"),
-    "down": TrendWords("↓ Down", "↓ Down"),
-    "flat": TrendWords("→ No change", "→ Same"),
-    "n/a": TrendWords("– No trend", "–"),
+    "up": TrendWords("↑ Up", "↑ Up", "↑"),
+    "down": TrendWords("↓ Down", "↓ Down", "↓"),
+    "flat": TrendWords("→ No change", "→ Same", "→"),
+    "n/a": TrendWords("– No trend", "–", "–"),
 }
 # The direction that is better, by mart.scorecard.polarity (neutral KPIs have none).
 BETTER = {"higher_is_better": "up", "lower_is_better": "down"}
+
+
+@dataclass(frozen=True)
+class VerdictStyle:
+    """How a trend's verdict reads in a table cell: the word always, the colour as well."""
+
+    word: str
+    colour: str
+
+
+# Shown as a word beside the arrow, so colour is never the only sign (colour-blind readers,
+# printouts); the colours are the RAG badges' green and red, dark enough for text on white.
+VERDICTS = {
+    "better": VerdictStyle("Better", "#00703c"),
+    "worse": VerdictStyle("Worse", "#d4351c"),
+}
 
 
 # --- period labels ---------------------------------------------------------------------------
@@ -130,11 +147,11 @@ class ScorecardRow:
     target: Figure
     rag: str
     trend: str
-    provisional: bool
+    provisional: bool  # mart.scorecard.provisional: the one home of the rule (docs/scorecard.md)
     series_grain: str  # 'month', or 'financial_year' for KPIs with no monthly figures
     series: tuple[SeriesPoint, ...]
     source: str | None = None  # the return type the KPI is counted from (None: every return)
-    gaps: tuple["ReturnGap", ...] = ()  # missing or rejected returns this KPI is counted from
+    gaps: tuple["ReturnGap", ...] = ()  # missing or rejected returns this KPI is counted from (named in the note)
 
     @property
     def figures(self) -> tuple[Figure, ...]:
@@ -144,6 +161,12 @@ class ScorecardRow:
     def suppressed(self) -> bool:
         """True when disclosure control hides any figure on the row."""
         return any(f.hidden for f in self.figures)
+
+    @property
+    def all_withheld(self) -> bool:
+        """True when disclosure control withholds every figure of the KPI's trend that exists,
+        so a chart would be empty."""
+        return any(p.figure.hidden for p in self.series) and all(p.figure.value is None for p in self.series)
 
     @property
     def annual(self) -> bool:
@@ -194,8 +217,21 @@ class ScorecardRow:
 
     @property
     def trend_short(self) -> str:
-        """The trend for a table cell: "↑ Up", "→ Same" or "–"."""
+        """The trend for a table cell: "↓ Better" or "↑ Worse" for a KPI with a direction,
+        else "↑ Up", "→ Same" or "–"."""
+        verdict = self.trend_verdict
+        if verdict:
+            return f"{TRENDS[self.trend].arrow} {VERDICTS[verdict].word}"
         return TRENDS[self.trend].short
+
+    @property
+    def provisional_note(self) -> str:
+        """What a provisional KPI waits for, as a sentence ("" when it is not provisional)."""
+        if not self.provisional:
+            return ""
+        if self.waiting_for:
+            return f"Provisional: waiting for the {self.waiting_for}."
+        return "Provisional: a return it is counted from is missing or was rejected."
 
     @property
     def waiting_for(self) -> str:
@@ -306,6 +342,17 @@ class Scorecard:
         if figure is None:
             return none_text
         return with_mark(figure, self.note_number(figure), style)
+
+    def withheld_text(self, row: ScorecardRow) -> str:
+        """The sentence that stands in for a chart with nothing to plot ("" when there is a
+        chart): every figure of the trend is withheld."""
+        if not row.all_withheld:
+            return ""
+        marks = sorted({m for p in row.series if (m := self.note_number(p.figure))})
+        notes = f"note{'s' if len(marks) > 1 else ''} {', '.join(marks)}"
+        span = "the last 13 months" if row.series_grain == "month" else "the last five financial years"
+        return (f"All figures for this measure over {span} are withheld to protect the children "
+                f"and families they count ({notes}), so there is no chart.")
 
     def footnotes(self) -> list[tuple[str, str]]:
         """(mark, sentence) for each reason used, in mark order."""

@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import jinja2
 
-from .model import RAG, Scorecard, rag_reason, reading_notes
+from .model import RAG, VERDICTS, Scorecard, rag_reason, reading_notes
 
 
 @lru_cache(maxsize=1)
@@ -27,6 +27,7 @@ def common_context(sc: Scorecard) -> dict:
     return {
         "sc": sc,
         "rag": RAG,
+        "verdicts": VERDICTS,
         "rag_reason": rag_reason,
         "reading_notes": reading_notes(sc),
     }
