@@ -41,7 +41,9 @@ def require_chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is open it holds an asyncio loop running
+# in this thread, and a later test file's asyncio.run() would fail on that worker.
+@pytest.fixture(scope="module")
 def browser():
     executable = require_chromium()
     from playwright.sync_api import sync_playwright

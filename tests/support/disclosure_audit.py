@@ -457,10 +457,18 @@ def build_audit(warehouse: Path, published_dir: Path, exports: dict[str, Path], 
         # scorecard.xlsx: every theme sheet's series and year to date.
         wb = openpyxl.load_workbook(folder / "scorecard.xlsx")
         sheet = wb["Child deaths"]
-        for kpi, _, unit, period, value, _ in sheet.iter_rows(min_row=2, values_only=True):
-            if kpi not in (CDN, JAR) or value is None:
+        # A withheld figure is an empty cell whose Status column says why: read it as the
+        # scorecard's other outputs print it ("<5" or "[c]"), so the labels count as learned.
+        for kpi, _, unit, period, value, status, _ in sheet.iter_rows(min_row=2, values_only=True):
+            if kpi not in (CDN, JAR):
                 continue
-            text = value if isinstance(value, str) else repr(float(value) * (100 if unit == "percent" else 1))
+            if value is None:
+                status = status or ""
+                if not status.startswith("withheld"):
+                    continue
+                text = "<5" if "fewer than" in status else "[c]"
+            else:
+                text = value if isinstance(value, str) else repr(float(value) * (100 if unit == "percent" else 1))
             if " to " in str(period):
                 _, _, upto = period.partition(" to ")
                 quantity = _ytd_quantity(audit, kpi, upto)
