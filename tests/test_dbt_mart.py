@@ -1210,9 +1210,32 @@ def test_an_incremental_build_equals_a_full_rebuild_in_every_mart_table(built, t
     with connect(built["settings"], read_only=True) as earlier:
         before = earlier.execute(f"select numerator from {LA1_REREFERRALS_2404}").fetchone()[0]
     assert (before, after) == (1, 2)
+    _assert_same_rows(settings, rebuilt)
+
+
+def test_a_spine_that_shrinks_leaves_no_scorecard_month_behind(built, tmp_path):
+    """A build for a reporting month far ahead (the monthly DAG's scheduled run after a long
+    pause) stretches the spine a financial year further; the next build without it shrinks the
+    spine back. The months it dropped lose their scorecard rows (dbt's tests that the scorecard
+    agrees with kpi_values and dim_month pass), and the result equals a full rebuild."""
+    settings = _copy_warehouse(built["settings"], tmp_path / "incremental")
+    assert build_mart(settings, period="2025-10", publish_after=False).ok
+    with connect(settings, read_only=True) as con:
+        assert con.execute("select count(*) from mart.scorecard where period = '2025-10'").fetchone()[0] > 0
+    assert build_mart(settings, publish_after=False).ok
+    with connect(settings, read_only=True) as con:
+        assert con.execute("select max(month) from mart.dim_month").fetchone()[0] == "2025-03"
+        assert con.execute("select count(*) from mart.scorecard where period > '2025-03'").fetchone()[0] == 0
+    rebuilt = _copy_warehouse(settings, tmp_path / "rebuilt")
+    assert build_mart(rebuilt, full_refresh=True, publish_after=False).ok
+    _assert_same_rows(settings, rebuilt)
+
+
+def _assert_same_rows(incremental_settings, rebuilt_settings) -> None:
+    """Every mart table and every incremental KPI table holds the same rows in both warehouses."""
     with duckdb.connect() as con:
-        con.execute(f"attach '{settings.warehouse_path}' as incremental (read_only)")
-        con.execute(f"attach '{rebuilt.warehouse_path}' as rebuilt (read_only)")
+        con.execute(f"attach '{incremental_settings.warehouse_path}' as incremental (read_only)")
+        con.execute(f"attach '{rebuilt_settings.warehouse_path}' as rebuilt (read_only)")
         tables = sorted(t for (t,) in con.execute(
             "select table_name from duckdb_tables() where database_name = 'incremental' and schema_name = 'mart'"
         ).fetchall())

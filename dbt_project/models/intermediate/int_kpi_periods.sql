@@ -6,7 +6,8 @@
 --                       after each year (FIN_YOY_CHANGE_PCT compares with the year before)
 --   target 'scorecard'  the reporting months of int_scorecard_rows and scorecard: every month
 --                       of those years and of the year after them (a month's row reads the
---                       previous month, the same month a year earlier and the year to date)
+--                       previous month, the same month a year earlier and the year to date),
+--                       whether or not the spine still holds it
 -- Every period on a full refresh, when there is no stored copy yet, or when the reference data
 -- or the code changed.
 -- The stored copy is read by name, not ref(): it is written from this build's inputs once
@@ -106,6 +107,14 @@ select 'kpi' as target, 'month' as period_grain, period from direct where period
 union
 select 'kpi', 'financial_year', financial_year from kpi_years
 union
-select 'scorecard', 'month', m.month
-from {{ ref('int_month_spine') }} as m
-where m.financial_year in (select financial_year from scorecard_years)
+-- Every month of those years, in the spine or not: a month a shorter spine no longer holds (an
+-- earlier build's reporting month further ahead, a withdrawn return) loses its scorecard rows.
+select 'scorecard', 'month', {{ month_label('month_start') }}
+from (
+    select unnest(generate_series(
+        {{ financial_year_start('financial_year') }},
+        {{ financial_year_start('financial_year') }} + interval 11 month,
+        interval 1 month
+    )) as month_start
+    from scorecard_years
+)
