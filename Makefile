@@ -58,7 +58,7 @@ demo: airflow-init
 # order, the slowest first (SLOW_FILES in tests/conftest.py), not xdist's most-tests-first.
 PYTEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
 # The long crash series (issue 11): hundreds of random kill -9 of real `pkpi ingest` processes
 # and a few killed builds, each followed by recovery and the invariants of tests/support/crash.py.

@@ -20,9 +20,12 @@ pytest_plugins = ["support.browser"]
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 # Importing Airflow creates $AIRFLOW_HOME/logs: keep the test session's Airflow home private.
 if "AIRFLOW_HOME" not in os.environ:
+    import atexit
+    import shutil
     import tempfile
 
     os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="pkpi-test-airflow-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 
@@ -32,6 +35,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 # file collected last would leave the other core idle while it ends: these are collected first
 # and the short files fill in around them (longest processing time first).
 SLOW_FILES = (
+    "test_stack.py",  # the compose stack: ~6 min warm, ~12 min with images built from nothing
     "test_airflow_scheduler.py",  # a real scheduler, DAG processor and API server: ~200 s set-up
     "test_doc_snippets.py",  # ~160 s of CPU: three `pkpi run`s, a scorecard and a dbt build, as printed
     "test_gate_batch.py",  # ~100 s in one test

@@ -48,6 +48,22 @@ def services(compose) -> dict:
     return compose["services"]
 
 
+def published_ports(service: str) -> list[str]:
+    """The host ports a service publishes: docker-compose.override.yml, which compose reads
+    beside docker-compose.yml (docker/compose.offline.yml, on the host's network, cannot have any)."""
+    override = yaml.safe_load((REPO / "docker-compose.override.yml").read_text())
+    return override["services"].get(service, {}).get("ports", [])
+
+
+def test_only_the_override_publishes_ports_so_the_offline_file_can_use_the_hosts_network(services):
+    assert not any("ports" in service for service in services.values())
+    assert "8080:8080" in published_ports("airflow-apiserver")
+    offline = yaml.safe_load((REPO / "docker" / "compose.offline.yml").read_text())["services"]
+    assert set(offline) <= set(services)
+    assert {name: s.get("network_mode") for name, s in offline.items()} == {name: "host" for name in offline}
+    assert not any("ports" in s for s in offline.values())
+
+
 def env(service: dict) -> dict[str, str]:
     return {k: with_defaults(v) for k, v in service.get("environment", {}).items()}
 
@@ -56,6 +72,21 @@ def test_the_compose_file_is_valid_against_the_compose_spec(compose):
     schema = json.loads(SCHEMA.read_text())
     errors = sorted(Draft201909Validator(schema).iter_errors(compose), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+@pytest.mark.parametrize("name", ["docker-compose.override.yml", "docker/compose.offline.yml"])
+def test_the_override_files_are_valid_against_the_compose_spec(name):
+    # The schema is docker-compose 1.29's (v1); v2 reads the same Compose Specification.
+    schema = json.loads(SCHEMA.read_text())
+    errors = list(Draft201909Validator(schema).iter_errors(yaml.safe_load((REPO / name).read_text())))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
+
+
+def test_the_offline_stack_talks_over_loopback_only():
+    offline = yaml.safe_load((REPO / "docker" / "compose.offline.yml").read_text())
+    hosts = re.findall(r"(?:://(?:[^@/\s]*@)?|HOST: |--host\W+|-h\W+|-l\W+|--bind\W+|listen_addresses=|--address=)([\w.\-]+)",
+                       yaml.safe_dump(offline))
+    assert hosts and set(hosts) == {"127.0.0.1"}, hosts
 
 
 def test_the_schema_catches_a_broken_file(compose):
@@ -115,7 +146,7 @@ def test_mail_goes_to_mailpit_by_default(services):
     assert values["PKPI_SMTP_SECURITY"] == "none"
     mailpit = services["mailpit"]
     assert "axllent/mailpit" in with_defaults(mailpit["image"])
-    assert 1025 in mailpit["expose"] and "8025:8025" in mailpit["ports"]
+    assert 1025 in mailpit["expose"] and "8025:8025" in published_ports("mailpit")
     assert services["airflow-worker"]["depends_on"]["mailpit"]["condition"] == "service_healthy"
 
 
@@ -148,16 +179,23 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
 
-def test_the_image_is_the_installed_airflow_plus_the_locked_project():
+def test_one_dockerfile_two_bases_both_installing_the_lock():
+    """BASE=official (the default) builds FROM the official image of the Airflow that is
+    installed and tested here; BASE=debian FROM the locally made Debian base; the final stage,
+    shared by both, installs the lock and the project."""
     import airflow
 
     instructions = _dockerfile_instructions()
-    [base] = [arg for op, arg in instructions if op == "FROM"]
-    assert base == f"apache/airflow:{airflow.__version__}-python3.11"
-    runs = " && ".join(arg for op, arg in instructions if op == "RUN")
+    args = dict(arg.split("=", 1) for op, arg in instructions if op == "ARG" and "=" in arg)
+    assert args["BASE"] == "official"
+    assert args["AIRFLOW_IMAGE"] == f"apache/airflow:{airflow.__version__}-python3.11"
+    froms = [arg for op, arg in instructions if op == "FROM"]
+    assert froms == ["${AIRFLOW_IMAGE} AS base-official", "${LOCAL_BASE_IMAGE} AS base-debian", "base-${BASE}"]
+    final = instructions[[i for i, (op, _) in enumerate(instructions) if op == "FROM"][-1]:]
+    runs = " && ".join(arg for op, arg in final if op == "RUN")
     assert "-r /opt/pkpi/requirements.lock" in runs
     assert "--no-deps /opt/pkpi" in runs
-    envs = " ".join(arg for op, arg in instructions if op == "ENV")
+    envs = " ".join(arg for op, arg in final if op == "ENV")
     assert "PKPI_PROJECT_DIR=/opt/pkpi" in envs
 
 
@@ -179,7 +217,7 @@ def test_flower_is_there_behind_its_profile_as_in_airflows_compose_file(services
     flower = services["flower"]
     assert flower["command"] == "celery flower"
     assert flower["profiles"] == ["flower"]  # not started by a plain "up"
-    assert "5555:5555" in flower["ports"]
+    assert "5555:5555" in published_ports("flower")
     assert "5555" in " ".join(flower["healthcheck"]["test"])
     assert flower["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
 
