@@ -31,6 +31,7 @@ from .periods import month_label, months_between, parse_period
 from .reference import Reference, load_reference
 from .settings import Settings
 from .status import ReturnState, return_states
+from .templates_gen import checking_sentence
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,7 @@ def reminder_message(settings: Settings, reminder: Reminder, today: date) -> Ema
         "nil return: the header row with no data rows. A nil return counts as received; no "
         "file counts as missing on the partnership's scorecard.",
         "",
-        "If you have already sent it in the last hour, thank you: it may still be being checked, "
-        "and you can ignore this message.",
+        f"If you have already sent it, thank you: {checking_sentence()} You can ignore this message.",
         "",
         f"{settings.partnership_name} data team",
     ]
