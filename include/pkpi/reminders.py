@@ -27,7 +27,7 @@ from email.message import EmailMessage
 
 from .contracts import get_contract
 from .errors import PkpiError
-from .periods import month_label, months_between, parse_period
+from .periods import month_label, months_between, period_words
 from .reference import Reference, load_reference
 from .settings import Settings
 from .status import ReturnState, return_states
@@ -142,11 +142,7 @@ def due_reminders(settings: Settings, today: date) -> list[Reminder]:
 
 
 def _period_words(return_type: str, period: str) -> str:
-    kind = get_contract(return_type).period_kind
-    p = parse_period(period, kind)
-    if kind == "month":
-        return f"{p.start:%B %Y}"
-    return f"the financial year {period} (April {p.start.year} to March {p.end.year})"
+    return period_words(period, get_contract(return_type).period_kind)
 
 
 def reminder_message(settings: Settings, reminder: Reminder, today: date) -> EmailMessage:

@@ -203,12 +203,20 @@ CHECKS_START = "<!-- How often landing is checked is generated from the ingest s
 CHECKS_END = "<!-- End of the generated sentence. -->"
 
 
+GUIDE_PAGE = "README.md"
+
+
+def page_name(return_type: str | None) -> str:
+    """The file name of a return type's partner page in docs/returns/ (None: the guide itself)."""
+    return f"{return_type}.md" if return_type else GUIDE_PAGE
+
+
 def return_types_table() -> str:
     """The partners' guide's table of return types: one row per contract, linking its page."""
     lines = ["| return | who sends it | period | page |", "|---|---|---|---|"]
     for c in load_contracts().values():
         period = "month `YYYY-MM`" if c.period_kind == "month" else "financial year `YYYY-YY`"
-        lines.append(f"| `{c.return_type}` | {c.submitted_by} | {period} | [{c.return_type}]({c.return_type}.md) |")
+        lines.append(f"| `{c.return_type}` | {c.submitted_by} | {period} | [{c.return_type}]({page_name(c.return_type)}) |")
     return "\n".join(lines)
 
 
@@ -234,10 +242,10 @@ def write_partner_docs(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for contract in load_contracts().values():
-        path = folder / f"{contract.return_type}.md"
+        path = folder / page_name(contract.return_type)
         path.write_text(contract_markdown(contract), encoding="utf-8")
         written.append(path)
-    index = folder / "README.md"
+    index = folder / GUIDE_PAGE
     if index.is_file() and INDEX_START in (text := index.read_text(encoding="utf-8")):
         index.write_text(partner_index(text), encoding="utf-8")
         written.append(index)
