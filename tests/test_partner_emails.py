@@ -83,6 +83,7 @@ def test_the_notice_and_report_fit_a_phone_and_say_when_it_is_due_and_what_to_do
         assert seen["tables"] and max(seen["tables"]) <= PHONE, (path.name, seen["tables"])
         assert any(DUE_WORDS in step for step in seen["steps"]), seen["steps"]
         assert any(f"landing/{CONTACTS}/" in step for step in seen["steps"]), seen["steps"]
+        assert any("checked every hour" in step for step in seen["steps"]), seen["steps"]
         assert seen["contract"] == GUIDE + "contacts.md"
     rules = re.findall(r"contact_source|sex|child_age_years", open_at_phone_width(page_at, notice)["text"])
     assert {"contact_source", "sex", "child_age_years"} <= set(rules)

@@ -25,7 +25,7 @@ from .contracts import load_contracts
 from .gate import Problem
 from .periods import period_words
 from .reference import on_time
-from .templates_gen import page_name
+from .templates_gen import checking_sentence, page_name
 
 ERRORS_COLUMNS = ("row", "column", "value", "rule", "message")
 REPORT_PROBLEM_LIMIT = 500
@@ -143,6 +143,7 @@ class NoticeFacts:
     page_url: str  # the return type's contract page, or the partners' guide
     due: date | None
     received_at: datetime | None
+    checking: str  # how often landing is checked (pkpi.templates_gen.checking_sentence)
 
     @property
     def what(self) -> str:
@@ -173,6 +174,7 @@ class NoticeFacts:
             "to fix (the header is row 1).",
             f"Upload the whole corrected file to {self.folder}; it replaces this one.",
             self.due_sentence(),
+            self.checking[:1].upper() + self.checking[1:],
         ]
 
 
@@ -186,7 +188,7 @@ def notice_facts(*, partnership: str, guide_url: str, file_name: str, return_typ
         partner_code=partner_code, period=period,
         title=f"{contract.title} ({contract.return_type})" if contract else None,
         page_url=guide_url + page_name(contract.return_type if contract else None),
-        due=due, received_at=received_at,
+        due=due, received_at=received_at, checking=checking_sentence(),
     )
 
 
