@@ -211,7 +211,8 @@ def _column(spec: dict[str, Any], return_type: str) -> Column:
     labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
     unknown = sorted(set(labels) - {str(v) for v in spec.get("values", ())})
     if unknown:
-        raise ContractError(f"{return_type}.{spec['name']}: labels for values it does not allow: {unknown}")
+        raise ContractError(f"{return_type}.{spec['name']}: labels name values it does not allow ({', '.join(unknown)}); "
+                            "label only values listed under values.")
     return Column(
         name=spec["name"],
         type=kind,
