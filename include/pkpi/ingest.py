@@ -2,8 +2,9 @@
 
 What happens to each file (docs/returns/README.md, section 4, as partners read it):
 
-* accepted: its rows and its audit row are written in one DuckDB transaction (so a failure
-  half-way leaves nothing), then the original bytes are archived and the file leaves landing;
+* accepted: its rows and its audit row (and, with ``settings.send_receipts``, the partner's
+  receipt, queued in the outbox) are written in one DuckDB transaction (so a failure half-way
+  leaves nothing), then the original bytes are archived and the file leaves landing;
 * rejected: the original bytes go to quarantine beside ``errors.csv`` and ``report.html``, the
   audit row says why, and the partner's data contact is told;
 * the same bytes as the return's current accepted version: recorded as a duplicate, not loaded;
