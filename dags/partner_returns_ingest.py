@@ -26,14 +26,14 @@ from pkpi.airflow import tasks
 from pkpi.airflow.assets import RAW_ASSETS
 from pkpi.airflow.defaults import default_task_args
 from pkpi.airflow.landing_sensor import ReturnsWaitingSensor
-from pkpi.airflow.names import INGEST_DAG_ID, TIMEZONE, WRITER_POOL, start_date
+from pkpi.airflow.names import INGEST_DAG_ID, INGEST_SCHEDULE, TIMEZONE, WRITER_POOL, start_date
 from pkpi.airflow.params import wait_minutes_param
 
 
 @dag(
     dag_id=INGEST_DAG_ID,
     description="Validate and load partner returns within the hour; announce the raw tables they change",
-    schedule=CronTriggerTimetable("0 * * * *", timezone=TIMEZONE),
+    schedule=CronTriggerTimetable(INGEST_SCHEDULE, timezone=TIMEZONE),
     start_date=start_date(),
     catchup=False,
     max_active_runs=1,

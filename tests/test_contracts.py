@@ -57,6 +57,9 @@ def test_a_malformed_contract_is_refused():
         parse_contract({"return_type": "x", "title": "x", "frequency": "monthly", "period_kind": "month",
                         "columns": [{"name": "a", "type": "text"}],
                         "rules": [{"rule": "required_when", "column": "b", "when": {"column": "a", "values": ["1"]}}]})
+    with pytest.raises(ContractError, match="label only values listed"):  # a label for a value not allowed
+        parse_contract({"return_type": "x", "title": "x", "frequency": "monthly", "period_kind": "month",
+                        "columns": [{"name": "a", "type": "enum", "values": ["p"], "labels": {"q": "Q"}}]})
 
 
 @pytest.mark.parametrize("header", ["child_name", "Surname", "NHS Number", "date_of_birth", "DOB", "postcode",

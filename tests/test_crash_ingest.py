@@ -101,6 +101,24 @@ def test_ingest_crashed_at_each_step_is_recovered_to_one_outcome(processes, refe
     crash_and_recover(processes, settings, dropped, step, smtp_server)
 
 
+RECEIPT_STEPS = STEPS + ("delivery.reserved",)
+
+
+@pytest.mark.parametrize("step", RECEIPT_STEPS)
+def test_a_receipt_arrives_once_whatever_step_ingest_crashed_at(processes, reference, tmp_path, smtp_server, step):
+    # Receipts on: the accepted file's receipt is queued with its outcome, delivered once.
+    settings = fresh_settings(tmp_path, reference)
+    dropped = [drop(settings, f"{FOLDER}/contacts.csv", GOOD, mtime=UPLOADED, expect="accepted", receipt_to=CONTACT)]
+    env = pkpi_env(settings, smtp_server.port, PKPI_SEND_RECEIPTS="true")
+    crashed = processes.run(["ingest"], dict(env, PKPI_CRASH_AT=step))
+    assert crashed.returncode == CRASHED, crashed
+    for _ in range(2):
+        again = processes.run(["ingest"], env)
+        assert again.returncode == 0, again
+    assert_crash_safe(settings, dropped, smtp=smtp_server)
+    assert len(smtp_server.received) == 1
+
+
 def test_a_notice_written_to_the_outbox_while_crashing_is_sent_once_smtp_is_configured(
         processes, reference, ingested, tmp_path, smtp_server):
     # No mail server during the crashed run: the notice can only be queued (or written out).

@@ -403,8 +403,8 @@ def test_pkpi_templates_writes_csv_and_xlsx_per_return_type(cli_env, tmp_path, c
         assert workbook.sheetnames[0] == rt
         assert [c.value for c in sheet[1]] == header
         validated = {str(rule.sqref).split(":")[0].rstrip("0123456789") for rule in sheet.data_validations.dataValidation}
-        enum_letters = {chr(ord("A") + i) for i, c in enumerate(get_contract(rt).columns) if c.type == "enum"}
-        assert validated == enum_letters, rt
+        coded_letters = {chr(ord("A") + i) for i, c in enumerate(get_contract(rt).columns) if c.is_coded}
+        assert validated == coded_letters, rt  # the lists themselves: tests/test_partner_pages.py
         assert all(rule.type == "list" for rule in sheet.data_validations.dataValidation)
         notes = workbook["notes"]
         assert [c.value for c in notes[1]] == ["column", "required", "type", "rule"]

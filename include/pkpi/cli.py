@@ -170,9 +170,10 @@ def _cmd_demo(args, settings: Settings) -> int:
 
 
 def _cmd_templates(args, settings: Settings) -> int:
+    from .reference import load_reference
     from .templates_gen import write_templates
 
-    for path in write_templates(args.dir):
+    for path in write_templates(args.dir, load_reference(settings)):
         print(path)
     return 0
 

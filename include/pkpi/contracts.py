@@ -78,6 +78,16 @@ class Column:
     not_in_future: bool = False
     reference: tuple[str, str] | None = None  # (reference table, column)
     format: str | None = None  # text only: "id" (a code of ID_CHARACTERS)
+    labels: tuple[tuple[str, str], ...] = ()  # enum only: (value, name) for values a word does not explain
+
+    @property
+    def is_coded(self) -> bool:
+        """True when the column holds codes from a list: the contract's values or a reference table."""
+        return self.type == "enum" or self.reference is not None
+
+    def code_name(self, value: str) -> str:
+        """What an allowed value means: its label in the contract, else the value in words."""
+        return dict(self.labels).get(value) or value.replace("_", " ").capitalize()
 
     @property
     def is_id(self) -> bool:
@@ -96,16 +106,24 @@ class Column:
     def type_phrase(self) -> str:
         """How the type reads in partner docs and templates."""
         if self.type == "text":
-            kind = f"id: {ID_CHARACTERS}" if self.is_id else "text"
+            # An id's characters are spelt out once, under "No identifiers" (identifier_rules).
+            kind = "id" if self.is_id else "text"
             return f"{kind}, at most {self.max_length} characters" if self.max_length else kind
         if self.type == "enum":
             return "one of: " + ", ".join(self.values)
         if self.type == "date":
             return "date, YYYY-MM-DD or DD/MM/YYYY"
         if self.type == "integer":
-            return f"whole number, {self.min:g} to {self.max:g}" if self.min is not None else "whole number"
+            return "whole number"
         places = self.decimal_places if self.decimal_places is not None else 2
-        return f"number, {self.min:,.0f} to {self.max:,.0f}, at most {places} decimal places"
+        return f"number, at most {places} decimal places"
+
+    @property
+    def range_phrase(self) -> str | None:
+        """The allowed range of a number ("0 to 10,000,000"), or None."""
+        if self.type not in ("integer", "decimal") or self.min is None or self.max is None:
+            return None
+        return f"{self.min:,.0f} to {self.max:,.0f}" if self.type == "decimal" else f"{self.min:g} to {self.max:g}"
 
 
 @dataclass(frozen=True)
@@ -130,6 +148,44 @@ class Contract:
                 return c
         raise KeyError(name)
 
+    def column_rule(self, column: Column) -> str:
+        """What a column holds and every rule on it alone, in one sentence or two (the partner
+        page, the template's notes and the dbt docs say it the same way; rules between columns
+        are :meth:`row_rule_texts`)."""
+        limits = []
+        if column.range_phrase:
+            limits.append(column.range_phrase)
+        if column.unique:
+            limits.append("unique within the file")
+        if column.in_period:
+            limits.append("inside the return's " + ("month" if self.period_kind == "month" else "financial year"))
+        if column.not_before:
+            limits.append(f"not before {column.not_before}")
+        if column.not_in_future:
+            limits.append("not in the future")
+        if column.reference:
+            limits.append(f"a code from {column.reference[0]}.csv")
+        text = column.description
+        if limits:
+            text += " " + "; ".join(limits)[:1].upper() + "; ".join(limits)[1:] + "."
+        if column.labels:
+            text += " " + "; ".join(f"{value}: {name}" for value, name in column.labels) + "."
+        return text
+
+    def row_rule_texts(self) -> list[str]:
+        """The rules between columns, one sentence each (column names in `backticks`)."""
+        out = []
+        for r in self.rules:
+            if r.rule == "required_when":
+                text = f"`{r.column}` is required when {r.when.describe()}"
+                text += ", and must be blank otherwise." if r.blank_otherwise else "."
+            elif r.rule == "values_when":
+                text = f"When {r.when.describe()}, `{r.column}` must be one of: {', '.join(r.values)}."
+            else:
+                text = f"`{r.column}` must be blank unless {r.when.describe()}."
+            out.append(text)
+        return out
+
     @property
     def period_example(self) -> str:
         return "2025-03" if self.period_kind == "month" else "2024-25"
@@ -152,6 +208,11 @@ def _column(spec: dict[str, Any], return_type: str) -> Column:
     if spec.get("format") is not None and (kind != "text" or spec["format"] not in TEXT_FORMATS):
         raise ContractError(f"{return_type}.{spec['name']}: format must be one of {TEXT_FORMATS}, on text")
     ref = spec.get("reference")
+    labels = {str(k): str(v) for k, v in (spec.get("labels") or {}).items()}
+    unknown = sorted(set(labels) - {str(v) for v in spec.get("values", ())})
+    if unknown:
+        raise ContractError(f"{return_type}.{spec['name']}: labels name values it does not allow ({', '.join(unknown)}); "
+                            "label only values listed under values.")
     return Column(
         name=spec["name"],
         type=kind,
@@ -168,6 +229,7 @@ def _column(spec: dict[str, Any], return_type: str) -> Column:
         not_in_future=bool(spec.get("not_in_future", False)),
         reference=(ref["table"], ref["column"]) if ref else None,
         format=spec.get("format"),
+        labels=tuple(labels.items()),
     )
 
 

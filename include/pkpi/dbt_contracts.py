@@ -94,7 +94,7 @@ def _source_table(contract: Contract) -> dict:
          "description": "Row number in the partner's file (the header is row 1)."},
     ]
     for col in contract.columns:
-        entry: dict = {"name": col.name, "data_type": col.sql_type.lower(), "description": col.description}
+        entry: dict = {"name": col.name, "data_type": col.sql_type.lower(), "description": contract.column_rule(col)}
         if col.type == "enum":
             entry["data_tests"] = [{"in_contract_enum": {"arguments": {"return_type": rt}}}]
         columns.append(entry)

@@ -2,8 +2,9 @@
 
 What happens to each file (docs/returns/README.md, section 4, as partners read it):
 
-* accepted: its rows and its audit row are written in one DuckDB transaction (so a failure
-  half-way leaves nothing), then the original bytes are archived and the file leaves landing;
+* accepted: its rows and its audit row (and, with ``settings.send_receipts``, the partner's
+  receipt, queued in the outbox) are written in one DuckDB transaction (so a failure half-way
+  leaves nothing), then the original bytes are archived and the file leaves landing;
 * rejected: the original bytes go to quarantine beside ``errors.csv`` and ``report.html``, the
   audit row says why, and the partner's data contact is told;
 * the same bytes as the return's current accepted version: recorded as a duplicate, not loaded;
@@ -64,8 +65,10 @@ from .files import ingest_lock
 from .gate import Problem, ReturnKey, Verdict, judge_many, locate
 from .landing import LandingEntry, safe_name
 from .mailer import deliver_outbox, deliver_queued, queue
-from .reference import Reference, load_reference
-from .rejections import audit_message, notice_message, report_html, rule_ids, write_quarantine
+from .reference import Reference, due_date, load_reference
+from .rejections import (
+    audit_message, notice_facts, notice_message, receipt_message, report_html, rule_ids, write_quarantine,
+)
 from .settings import Settings
 from .warehouse import connect, transaction
 
@@ -466,19 +469,21 @@ def _act(settings: Settings, taken: _Taken, reference: Reference,
     )
 
     if verdict.accepted:
-        return _accept(settings, writer, entry, verdict, base, content, stat.st_mtime, notes)
+        return _accept(settings, writer, reference, entry, verdict, base, content, stat.st_mtime, notes)
     return _reject(settings, writer, reference, entry, verdict, base, content, row_count=verdict.row_count)
 
 
-def _accept(settings: Settings, writer: _Writer, entry: LandingEntry, verdict: Verdict, base: dict, content: bytes,
-            mtime: float, notes: str) -> FileOutcome:
-    """Archive, load and audit an accepted file (or record a duplicate), then settle it."""
+def _accept(settings: Settings, writer: _Writer, reference: Reference, entry: LandingEntry, verdict: Verdict,
+            base: dict, content: bytes, mtime: float, notes: str) -> FileOutcome:
+    """Archive, load and audit an accepted file (or record a duplicate), then settle it; with
+    receipts on, the partner's receipt is queued in the same transaction (a duplicate gets none)."""
     key, load_id, checksum = verdict.key, base["load_id"], base["checksum_sha256"]
     name = _stored_name(entry.name)
     place = settling.placement(settings.archive_dir, _folder(settings.archive_dir, verdict, load_id), load_id)
     with settling.staging(settings, place) as folder:
         _write_original(folder / name, content, mtime)
     stored = _relative(place.stored(name), settings.data_dir)
+    receipt = _receipt(settings, reference, base, key, verdict)
     con = writer.connection()
     with settling.committing(place), transaction(con):
         previous = con.execute(
@@ -497,6 +502,10 @@ def _accept(settings: Settings, writer: _Writer, entry: LandingEntry, verdict: V
             _audit(con, base, status="accepted", row_count=verdict.row_count,
                    is_nil=verdict.is_nil, stored_path=stored,
                    message=notes or ("nil return" if verdict.is_nil else ""))
+            if receipt is not None:  # one per accepted file: its load id is in the key
+                queue(con, receipt, "receipt", ":".join(("receipt", key.return_type, key.partner_code,
+                                                         key.period, load_id)),
+                      period=key.period, partner_code=key.partner_code, load_id=load_id)
         unsettled = settling.record(con, settings, place, entry, "checksum", checksum)
     checkpoint("ingest.committed")
     settling.settle(settings, con, unsettled)
@@ -524,7 +533,7 @@ def _reject(settings: Settings, writer: _Writer, reference: Reference, entry: La
     """
     key, problems, load_id = verdict.key, verdict.problems, base["load_id"]
     place = settling.placement(settings.quarantine_dir, _folder(settings.quarantine_dir, verdict, load_id), load_id)
-    report = _report(base, key, problems)
+    report = _report(settings, reference, base, key, problems)
     with settling.staging(settings, place) as folder:
         written = write_quarantine(folder, _stored_name(entry.name), content, problems, report)
     stored = _relative(place.stored(written.name), settings.data_dir)
@@ -532,7 +541,7 @@ def _reject(settings: Settings, writer: _Writer, reference: Reference, entry: La
     checksum = base["checksum_sha256"]
     outcome = FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"],
                           "rejected", row_count, len(problems), stored, summary, tuple(problems))
-    notice = _notice(settings, reference, outcome) if notify else None
+    notice = _notice(settings, reference, outcome, base, key) if notify else None
     if not notify:
         log.info("%s was made by the operating system, not sent by a partner: recorded without a notice",
                  outcome.file_name)
@@ -553,12 +562,10 @@ def _reject(settings: Settings, writer: _Writer, reference: Reference, entry: La
     return outcome
 
 
-def _report(base: dict, key: ReturnKey, problems: list[Problem]) -> str:
+def _report(settings: Settings, reference: Reference, base: dict, key: ReturnKey, problems: list[Problem]) -> str:
     """The readable report; a failure to render it never stops the file getting its outcome."""
     try:
-        return report_html(file_name=base["file_name"], return_type=key.return_type,
-                           partner_code=key.partner_code, period=key.period, problems=problems,
-                           received_at=base["received_at"], load_id=base["load_id"])
+        return report_html(_facts(settings, reference, base, key), problems=problems, load_id=base["load_id"])
     except Exception as exc:  # the errors file and the audit row still say everything
         log.warning("could not render the report for %s: %s: %s", base["load_id"], type(exc).__name__, exc)
         return ("<!doctype html><meta charset='utf-8'><title>Rejected file</title><p>The report could "
@@ -702,7 +709,16 @@ def _audit(con, base: dict, *, status: str, row_count: int | None, is_nil: bool,
     con.execute(f"INSERT INTO audit.loads ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
 
 
-def _notice(settings: Settings, reference: Reference, outcome: FileOutcome):
+def _facts(settings: Settings, reference: Reference, base: dict, key: ReturnKey):
+    """What the partner's email says about the return besides its outcome (pkpi.rejections)."""
+    return notice_facts(
+        partnership=settings.partnership_name, guide_url=settings.partner_guide_url,
+        file_name=base["file_name"], return_type=key.return_type, partner_code=key.partner_code,
+        period=key.period, due=due_date(reference, key.return_type, key.partner_code, key.period),
+        received_at=base.get("received_at"))
+
+
+def _notice(settings: Settings, reference: Reference, outcome: FileOutcome, base: dict, key: ReturnKey):
     """The rejection notice for the partner's data contact, or None (no contact, or it cannot be
     made: the file stays rejected and quarantined whatever happens to its notice)."""
     contact = reference.data_contact(outcome.partner_code) if outcome.partner_code else None
@@ -711,12 +727,28 @@ def _notice(settings: Settings, reference: Reference, outcome: FileOutcome):
         return None
     try:
         # The outcome's names are already safe (pkpi.landing.safe_name): a name cannot inject a header.
-        return notice_message(
-            partnership=settings.partnership_name, sender=settings.smtp.sender, recipient=contact,
-            file_name=outcome.file_name, return_type=outcome.return_type, partner_code=outcome.partner_code,
-            period=outcome.period, problems=list(outcome.problems), load_id=outcome.load_id,
-        )
+        return notice_message(_facts(settings, reference, base, key), sender=settings.smtp.sender,
+                              recipient=contact, problems=list(outcome.problems), load_id=outcome.load_id)
     except Exception as exc:
         log.warning("could not write the rejection notice for %s to partner %s: %s",
                     outcome.load_id, outcome.partner_code, exc)
+        return None
+
+
+def _receipt(settings: Settings, reference: Reference, base: dict, key: ReturnKey, verdict: Verdict):
+    """The receipt for an accepted return, or None (receipts are off, the partner has no data
+    contact, or it cannot be made: the file stays accepted whatever happens to its receipt)."""
+    if not settings.send_receipts:
+        return None
+    contact = reference.data_contact(key.partner_code) if key.partner_code else None
+    if not contact:
+        log.info("no data contact for partner %s; return accepted without a receipt", key.partner_code)
+        return None
+    try:
+        partner = reference.partner(key.partner_code).name
+        return receipt_message(_facts(settings, reference, base, key), sender=settings.smtp.sender,
+                               recipient=contact, partner_name=partner, row_count=verdict.row_count or 0,
+                               load_id=base["load_id"])
+    except Exception as exc:
+        log.warning("could not write the receipt for %s to partner %s: %s", base["load_id"], key.partner_code, exc)
         return None

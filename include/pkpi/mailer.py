@@ -1,8 +1,8 @@
 """Send an email, or write it to the outbox, exactly once, and record it in the ledger.
 
 :func:`deliver` is the one way anything leaves by email: scorecards, rejection notices,
-reminders and alerts. With SMTP settings it sends through ``smtplib`` (plain, STARTTLS or
-SSL; login when a user is set; retries with backoff). Without them it writes
+receipts, reminders and alerts. With SMTP settings it sends through ``smtplib`` (plain,
+STARTTLS or SSL; login when a user is set; retries with backoff). Without them it writes
 ``$PKPI_DATA_DIR/outbox/<timestamp>-<kind>-<key>.eml``: the outbox is not the mail server, so
 that is recorded as ``written_to_outbox`` and a later run with SMTP configured sends it.
 
@@ -73,7 +73,7 @@ from .warehouse import connect, transaction
 
 log = logging.getLogger(__name__)
 
-KINDS = ("scorecard", "rejection", "reminder", "alert")
+KINDS = ("scorecard", "rejection", "receipt", "reminder", "alert")
 SENT_STATUSES = ("sent", "partly_refused")
 """The mail server accepted the message (for every recipient, or for some)."""
 OUTBOX_STATUSES = ("written_to_outbox", "outbox")
@@ -696,8 +696,8 @@ def _write_outbox(settings: Settings, message: EmailMessage, kind: str, key: str
                            reserved.email_id, attempts=0, path=path, detail=str(path))
 
 
-OUTBOX_REDELIVERED_KINDS = ("rejection",)
-"""Kinds :func:`deliver_outbox` sends by default. Scorecards are sent again from their exports
+OUTBOX_REDELIVERED_KINDS = ("rejection", "receipt")
+"""Kinds :func:`deliver_outbox` sends by default (what ingest told a partner). Scorecards are sent again from their exports
 by ``pkpi scorecard --send``; reminders and alerts are re-derived by their own runs (a reminder
 "due in 3 days" written weeks ago must not arrive now)."""
 

@@ -70,6 +70,15 @@ def parse_period(label: str, kind: str) -> Period:
     return parse_month(label) if kind == "month" else parse_financial_year(label)
 
 
+def period_words(label: str, kind: str) -> str:
+    """A period as a partner reads it: "March 2025", or "the financial year 2024-25 (April 2024
+    to March 2025)"."""
+    p = parse_period(label, kind)
+    if kind == "month":
+        return f"{p.start:%B %Y}"
+    return f"the financial year {p.label} (April {p.start.year} to March {p.end.year})"
+
+
 def financial_year_label(day: date) -> str:
     """The financial year a date falls in: 2023-03-31 -> '2022-23', 2023-04-01 -> '2023-24'."""
     start = day.year if day.month >= 4 else day.year - 1

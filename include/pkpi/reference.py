@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import re
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -505,3 +505,24 @@ def expected_returns_for_financial_year(reference: Reference, fy_label: str) -> 
     """
     year = parse_financial_year(fy_label)
     return _expected(reference, "financial_year", year.label, year.start, year.end, year.start)
+
+
+def due_date(reference: Reference, return_type: str | None, partner_code: str | None,
+             period: str | None) -> date | None:
+    """When the schedule says this partner's return for ``period`` is due, or None when it
+    expects no such return (an unknown type, partner or period, or no schedule row)."""
+    contract = load_contracts().get(return_type or "")
+    if contract is None or not partner_code or not period:
+        return None
+    try:
+        expected = (expected_returns(reference, period) if contract.period_kind == "month"
+                    else expected_returns_for_financial_year(reference, period))
+    except PeriodError:
+        return None
+    return next((e.due_date for e in expected
+                 if (e.return_type, e.partner_code) == (return_type, partner_code)), None)
+
+
+def on_time(received_at: datetime, due: date) -> bool:
+    """A return counts as on time when it was received on or before its due date (UTC)."""
+    return received_at.date() <= due

@@ -27,10 +27,11 @@ from email.message import EmailMessage
 
 from .contracts import get_contract
 from .errors import PkpiError
-from .periods import month_label, months_between, parse_period
+from .periods import month_label, months_between, period_words
 from .reference import Reference, load_reference
 from .settings import Settings
 from .status import ReturnState, return_states
+from .templates_gen import checking_sentence
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +142,7 @@ def due_reminders(settings: Settings, today: date) -> list[Reminder]:
 
 
 def _period_words(return_type: str, period: str) -> str:
-    kind = get_contract(return_type).period_kind
-    p = parse_period(period, kind)
-    if kind == "month":
-        return f"{p.start:%B %Y}"
-    return f"the financial year {period} (April {p.start.year} to March {p.end.year})"
+    return period_words(period, get_contract(return_type).period_kind)
 
 
 def reminder_message(settings: Settings, reminder: Reminder, today: date) -> EmailMessage:
@@ -182,8 +179,7 @@ def reminder_message(settings: Settings, reminder: Reminder, today: date) -> Ema
         "nil return: the header row with no data rows. A nil return counts as received; no "
         "file counts as missing on the partnership's scorecard.",
         "",
-        "If you have already sent it in the last hour, thank you: it may still be being checked, "
-        "and you can ignore this message.",
+        f"If you have already sent it, thank you: {checking_sentence()} You can ignore this message.",
         "",
         f"{settings.partnership_name} data team",
     ]

@@ -130,6 +130,18 @@ class FileLimits:
 
 
 PUBLISHED_ACCESS_MODES = ("private", "group", "everyone")
+DEFAULT_PARTNER_GUIDE_URL = "https://partnership.example/returns/"
+
+
+def _web_folder(env: Mapping[str, str], name: str, default: str) -> str:
+    """An http(s) address that pages are found below; always ends in '/'."""
+    raw = (env.get(name) or "").strip() or default
+    if not re.match(r"^https?://[^\s/]+", raw) or any(c in raw for c in "<>\"' "):
+        raise SettingsError(
+            f"{name} must be the web address the partner pages (docs/returns/) are published at, "
+            f"starting http:// or https://, for example {default}; not {raw!r}."
+        )
+    return raw if raw.endswith("/") else raw + "/"
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,10 @@ class Settings:
     # What one dbt build may take of the machine (DuckDB's memory_limit and threads).
     duckdb_memory_limit: str = field(default_factory=default_duckdb_memory_limit)
     duckdb_threads: int = field(default_factory=default_duckdb_threads)
+    # Partners' emails: where the partner pages are published (notices link to them), and
+    # whether an accepted return gets a receipt (off unless PKPI_SEND_RECEIPTS is set).
+    partner_guide_url: str = DEFAULT_PARTNER_GUIDE_URL
+    send_receipts: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -224,6 +240,8 @@ class Settings:
             identifier_retention_days=int(_number(env, "PKPI_IDENTIFIER_RETENTION_DAYS", 30, 1)),
             duckdb_memory_limit=_memory_size(env, "PKPI_DUCKDB_MEMORY_LIMIT", default_duckdb_memory_limit()),
             duckdb_threads=_threads(env, "PKPI_DUCKDB_THREADS", default_duckdb_threads()),
+            partner_guide_url=_web_folder(env, "PKPI_PARTNER_GUIDE_URL", DEFAULT_PARTNER_GUIDE_URL),
+            send_receipts=_flag(env.get("PKPI_SEND_RECEIPTS"), False),
         )
 
     def with_overrides(self, **changes) -> "Settings":

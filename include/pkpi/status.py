@@ -16,7 +16,7 @@ from datetime import date, datetime
 from . import landing
 
 from .periods import financial_year_label, parse_month
-from .reference import ExpectedReturn, expected_returns, expected_returns_for_financial_year, load_reference
+from .reference import ExpectedReturn, expected_returns, expected_returns_for_financial_year, load_reference, on_time
 from .settings import Settings
 from .warehouse import connect
 
@@ -63,8 +63,7 @@ def return_states(settings: Settings, period: str, today: date | None = None) ->
         rejected = [l for l in mine if l[3] == "rejected"]
         if accepted:
             latest = accepted[-1]
-            on_time = latest[4].date() <= e.due_date
-            state = "received_on_time" if on_time else "received_late"
+            state = "received_on_time" if on_time(latest[4], e.due_date) else "received_late"
             detail = f"{landing.safe_name(latest[5])} received {latest[4]:%Y-%m-%d %H:%M}"
             received = latest[4]
         elif rejected:

@@ -1,33 +1,54 @@
 """Blank templates and partner-facing pages, generated from the contracts.
 
 ``pkpi templates DIR`` writes ``<return_type>.csv`` (the header row; as it is, a valid nil
-return) and ``<return_type>.xlsx`` (a sheet named after the return type with drop-down lists
-for every enumerated column, and a notes sheet describing each column) for every return type.
-``pkpi docs`` writes ``docs/returns/<return_type>.md`` from the same contracts, and the table of
-return types in ``docs/returns/README.md`` (between :data:`INDEX_START` and :data:`INDEX_END`).
+return) and ``<return_type>.xlsx`` (a sheet named after the return type with a drop-down list
+on every coded column: the contract's values, or the codes of a reference table such as
+courses.csv; a Codes sheet listing each code and its name; a notes sheet describing each
+column) for every return type. ``pkpi docs`` writes ``docs/returns/<return_type>.md`` from the
+same contracts, and in ``docs/returns/README.md`` the table of return types and the sentence
+saying how often landing is checked (between the :data:`GENERATED` markers), taken from the
+ingest DAG's schedule.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .contracts import ID_CHARACTERS, Contract, load_contracts
+from .airflow.names import TIMEZONE, ingest_frequency
+from .contracts import ID_CHARACTERS, Column, Contract, load_contracts
 from .identifiers import FALSE_POSITIVES
+from .reference import Reference
+
+CODES_SHEET = "Codes"
+TEMPLATE_ROWS = 100_000
+"""How far down the data sheet the drop-down lists reach."""
 
 
-def write_templates(folder: Path) -> list[Path]:
-    """Write a blank CSV and XLSX template for every return type into ``folder``."""
+def write_templates(folder: Path, reference: Reference) -> list[Path]:
+    """Write a blank CSV and XLSX template for every return type into ``folder``; the codes of
+    reference tables (course codes) come from ``reference``."""
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for contract in load_contracts().values():
         csv_path = folder / f"{contract.return_type}.csv"
         csv_path.write_text(",".join(contract.column_names) + "\r\n", encoding="utf-8", newline="")
         written.append(csv_path)
-        written.append(_write_xlsx(contract, folder / f"{contract.return_type}.xlsx"))
+        written.append(_write_xlsx(contract, reference, folder / f"{contract.return_type}.xlsx"))
     return written
 
 
-def _write_xlsx(contract: Contract, path: Path) -> Path:
+def codes(column: Column, reference: Reference) -> list[tuple[str, str]]:
+    """The codes a coded column allows, each with its name: the contract's values, or the rows
+    of the reference table it names (only courses.csv today)."""
+    if column.type == "enum":
+        return [(value, column.code_name(value)) for value in column.values]
+    if column.reference == ("courses", "course_code"):
+        return [(c.course_code, c.course_name) for c in reference.courses]
+    raise ValueError(f"{column.name}: the templates know no codes for the reference {column.reference}; "
+                     "add the table to pkpi.templates_gen.codes.")
+
+
+def _write_xlsx(contract: Contract, reference: Reference, path: Path) -> Path:
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
     from openpyxl.utils import get_column_letter
@@ -36,9 +57,14 @@ def _write_xlsx(contract: Contract, path: Path) -> Path:
     wb = Workbook()
     sheet = wb.active
     sheet.title = contract.return_type
-    lists = wb.create_sheet("lists")
     sheet.append(list(contract.column_names))
+    # One visible sheet lists every code and its name, and the drop-downs read their lists from
+    # it (a quoted inline list has a 255-character limit). The gate reads only the data sheet.
+    listing = wb.create_sheet(CODES_SHEET)
+    listing.append(["column", "code", "name"])
     bold = Font(bold=True)
+    for c in listing[1]:
+        c.font = bold
     for index, column in enumerate(contract.columns, start=1):
         letter = get_column_letter(index)
         cell = sheet.cell(row=1, column=index)
@@ -46,32 +72,39 @@ def _write_xlsx(contract: Contract, path: Path) -> Path:
         if column.required:
             cell.fill = PatternFill("solid", fgColor="DDEBF7")
         sheet.column_dimensions[letter].width = max(14, len(column.name) + 4)
-        values = column.values
-        if column.type == "enum":
-            # Lists live on a sheet of their own: a quoted inline list has a 255-character limit.
-            for row, value in enumerate(values, start=1):
-                lists.cell(row=row, column=index, value=value)
-            rule = DataValidation(type="list", formula1=f"=lists!${letter}$1:${letter}${len(values)}",
+        if column.is_coded:
+            allowed = codes(column, reference)
+            first = listing.max_row + 1
+            for code, name in allowed:
+                listing.append([column.name, code, name])
+            rule = DataValidation(type="list", formula1=f"={CODES_SHEET}!$B${first}:$B${first + len(allowed) - 1}",
                                   allow_blank=not column.required, showErrorMessage=True,
-                                  errorTitle=column.name, error=f"Choose one of: {', '.join(values)}")
+                                  errorTitle=column.name[:32],
+                                  error=f"Choose one of the {column.name} codes listed on the {CODES_SHEET} sheet.")
             sheet.add_data_validation(rule)
-            rule.add(f"{letter}2:{letter}100000")
+            rule.add(f"{letter}2:{letter}{TEMPLATE_ROWS}")
         elif column.type == "date":
             for row in range(2, 200):
                 sheet.cell(row=row, column=index).number_format = "yyyy-mm-dd"
+    for letter, width in zip("ABC", (22, 18, 60)):
+        listing.column_dimensions[letter].width = width
+    listing.freeze_panes = "A2"
     sheet.freeze_panes = "A2"
-    lists.sheet_state = "hidden"
     notes = wb.create_sheet("notes")
     notes.append(["column", "required", "type", "rule"])
     for c in notes[1]:
         c.font = bold
     for column in contract.columns:
-        notes.append([column.name, "yes" if column.required else "no", column.type_phrase(), column.description])
+        notes.append([column.name, "yes" if column.required else "no", column.type_phrase(),
+                      contract.column_rule(column)])
     notes.append([])
+    for text in contract.row_rule_texts():
+        notes.append([text.replace("`", "")])
     notes.append([f"{contract.title}: {contract.grain}"])
     notes.append([f"Save into landing/{contract.return_type}/<partner_code>/<period>/ ; period "
                   f"{'YYYY-MM' if contract.period_kind == 'month' else 'YYYY-YY (financial year)'}."])
     notes.append(["A file with this header and no rows is a nil return: nothing to report this period."])
+    notes.append([_capital(checking_sentence())])
     for rule in identifier_rules(contract):
         notes.append([rule.replace("`", "")])
     for letter, width in zip("ABCD", (22, 10, 40, 90)):
@@ -95,7 +128,8 @@ def contract_markdown(contract: Contract) -> str:
         f"- **Where:** `landing/{contract.return_type}/<partner_code>/<period>/<any-name>.csv` (or `.xlsx`), "
         f"for example `landing/{contract.return_type}/NCT/{contract.period_example}/return.csv`.",
         f"- **Blank template:** `pkpi templates DIR` writes `{contract.return_type}.csv` and "
-        f"`{contract.return_type}.xlsx` (with drop-down lists).",
+        f"`{contract.return_type}.xlsx` (drop-down lists, and a Codes sheet naming every code).",
+        f"- **When it is checked:** {checking_sentence()}",
         "",
         "## Columns",
         "",
@@ -107,31 +141,10 @@ def contract_markdown(contract: Contract) -> str:
     ]
     for c in contract.columns:
         star = "*" if c.required else ""
-        extras = []
-        if c.unique:
-            extras.append("unique within the file")
-        if c.in_period:
-            extras.append("inside the return's period")
-        if c.not_before:
-            extras.append(f"not before {c.not_before}")
-        if c.not_in_future:
-            extras.append("not in the future")
-        if c.reference:
-            extras.append(f"a code from {c.reference[0]}.csv")
-        extras = [e for e in extras if e.lower() not in c.description.lower()]
-        rule = c.description + (f" ({'; '.join(extras)})" if extras else "")
-        lines.append(f"| {c.name}{star} | {c.type_phrase()} | {rule} |")
+        lines.append(f"| {c.name}{star} | {c.type_phrase()} | {contract.column_rule(c)} |")
     if contract.rules:
         lines += ["", "## Rules between columns", ""]
-        for r in contract.rules:
-            if r.rule == "required_when":
-                text = f"`{r.column}` is required when {r.when.describe()}"
-                text += ", and must be blank otherwise." if r.blank_otherwise else "."
-            elif r.rule == "values_when":
-                text = f"When {r.when.describe()}, `{r.column}` must be one of: {', '.join(r.values)}."
-            else:
-                text = f"`{r.column}` must be blank unless {r.when.describe()}."
-            lines.append(f"- {text}")
+        lines += [f"- {text}" for text in contract.row_rule_texts()]
     lines += [
         "",
         "## Formats",
@@ -178,8 +191,24 @@ def identifier_rules(contract: Contract) -> list[str]:
     return rules
 
 
+def checking_sentence() -> str:
+    """How often landing is checked, from the ingest DAG's schedule (never written by hand)."""
+    return (f"landing is checked {ingest_frequency()} ({TIMEZONE} time); the first check after "
+            "an upload finishes loads or rejects the file.")
+
+
 INDEX_START = "<!-- The table of return types is generated from the contracts by `pkpi docs`. -->"
 INDEX_END = "<!-- End of the generated table. -->"
+CHECKS_START = "<!-- How often landing is checked is generated from the ingest schedule by `pkpi docs`. -->"
+CHECKS_END = "<!-- End of the generated sentence. -->"
+
+
+GUIDE_PAGE = "README.md"
+
+
+def page_name(return_type: str | None) -> str:
+    """The file name of a return type's partner page in docs/returns/ (None: the guide itself)."""
+    return f"{return_type}.md" if return_type else GUIDE_PAGE
 
 
 def return_types_table() -> str:
@@ -187,14 +216,24 @@ def return_types_table() -> str:
     lines = ["| return | who sends it | period | page |", "|---|---|---|---|"]
     for c in load_contracts().values():
         period = "month `YYYY-MM`" if c.period_kind == "month" else "financial year `YYYY-YY`"
-        lines.append(f"| `{c.return_type}` | {c.submitted_by} | {period} | [{c.return_type}]({c.return_type}.md) |")
+        lines.append(f"| `{c.return_type}` | {c.submitted_by} | {period} | [{c.return_type}]({page_name(c.return_type)}) |")
     return "\n".join(lines)
 
 
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _between(text: str, start_marker: str, end_marker: str, body: str) -> str:
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + body + "\n" + text[end:]
+
+
 def partner_index(text: str) -> str:
-    """``docs/returns/README.md`` with its table of return types replaced by the contracts' one."""
-    start, end = text.index(INDEX_START) + len(INDEX_START), text.index(INDEX_END)
-    return text[:start] + "\n" + return_types_table() + "\n" + text[end:]
+    """``docs/returns/README.md`` with its generated parts (the table of return types, how
+    often landing is checked) made again from the contracts and the schedule."""
+    text = _between(text, INDEX_START, INDEX_END, return_types_table())
+    return _between(text, CHECKS_START, CHECKS_END, _capital(checking_sentence()))
 
 
 def write_partner_docs(folder: Path) -> list[Path]:
@@ -203,10 +242,10 @@ def write_partner_docs(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for contract in load_contracts().values():
-        path = folder / f"{contract.return_type}.md"
+        path = folder / page_name(contract.return_type)
         path.write_text(contract_markdown(contract), encoding="utf-8")
         written.append(path)
-    index = folder / "README.md"
+    index = folder / GUIDE_PAGE
     if index.is_file() and INDEX_START in (text := index.read_text(encoding="utf-8")):
         index.write_text(partner_index(text), encoding="utf-8")
         written.append(index)

@@ -24,8 +24,9 @@ that list. For every file the test put in landing (:class:`Dropped`):
   no other copy of them in archive or quarantine than the audit rows account for; a rejected
   file has its ``errors.csv`` and ``report.html`` beside it; a link has no copy of anything;
 * nothing left in landing once it has an outcome;
-* each rejection notice received exactly once by the partner's data contact on the loopback
-  SMTP server (:mod:`support.smtp`), and no message received twice by anyone;
+* each rejection notice (and, with receipts on, each receipt) received exactly once by the
+  partner's data contact on the loopback SMTP server (:mod:`support.smtp`), and no message
+  received twice by anyone;
 
 and for the data folder as a whole: no audit row pointing at a missing file, no temporary file
 anywhere (the patterns of ingest, publish and the mailer: :data:`TEMPORARY_SUFFIXES` and
@@ -275,6 +276,7 @@ class Dropped:
     content: bytes | None  # None: a symbolic link (never read)
     expect: str | None = None  # accepted | rejected | duplicate (None: any one outcome)
     notice_to: str | None = None  # the data contact who must get exactly one rejection notice
+    receipt_to: str | None = None  # the data contact who must get exactly one receipt (PKPI_SEND_RECEIPTS)
 
     @property
     def checksum(self) -> str:
@@ -286,7 +288,7 @@ class Dropped:
 
 
 def drop(settings: Settings, relative: str, content: bytes, *, mtime: float | None = None,
-         expect: str | None = None, notice_to: str | None = None) -> Dropped:
+         expect: str | None = None, notice_to: str | None = None, receipt_to: str | None = None) -> Dropped:
     """Put a file in landing as a partner's upload would (written whole, then renamed)."""
     path = settings.landing_dir / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -295,7 +297,7 @@ def drop(settings: Settings, relative: str, content: bytes, *, mtime: float | No
     if mtime is not None:
         os.utime(temporary, (mtime, mtime))
     os.replace(temporary, path)
-    return Dropped(relative, content, expect, notice_to)
+    return Dropped(relative, content, expect, notice_to, receipt_to)
 
 
 def drop_link(settings: Settings, relative: str, target: Path, *, notice_to: str | None = None) -> Dropped:
@@ -513,13 +515,16 @@ def _email_problems(dropped: list[Dropped], ledger: list[dict], smtp, scorecards
             per_key[(key, r.lower())] += 1
     problems += [f"{kind} email {k} received {n} times by {r}" for ((kind, k), r), n in per_key.items() if n > 1]
     for d in dropped:
-        if d.notice_to:
+        for address, ending, what in ((d.notice_to, f"({d.name}) was not accepted", "rejection notices"),
+                                      (d.receipt_to, f"({d.name}) was accepted", "receipts")):
+            if not address:
+                continue
             got = [s for _, recipients, s in received
-                   if d.notice_to.lower() in (r.lower() for r in recipients) and f"({d.name})" in s]
-            maybe = any(e["subject"].endswith(f"({d.name}) was not accepted") and (e["kind"], e["idempotency_key"])
-                        in uncertain for e in ledger)
+                   if address.lower() in (r.lower() for r in recipients) and s.endswith(ending)]
+            maybe = any(e["subject"].endswith(ending) and (e["kind"], e["idempotency_key"]) in uncertain
+                        for e in ledger)
             if len(got) != 1 and not (maybe and len(got) == 0):
-                problems.append(f"{d.relative}: {len(got)} rejection notices received by {d.notice_to} (want one)")
+                problems.append(f"{d.relative}: {len(got)} {what} received by {address} (want one)")
     for period, recipients in scorecards.items():
         for r in recipients:
             n = per_key.get((("scorecard", period), r.lower()), 0)

@@ -14,6 +14,8 @@ RETENTION_DAG_ID = "partner_returns_retention"
 OWNER = "partnership-data-team"
 TIMEZONE = "Europe/London"
 """The partnership's clock: the schedules run on it and months begin and end on it."""
+INGEST_SCHEDULE = "0 * * * *"
+"""When partner_returns_ingest looks at landing (cron, on TIMEZONE): what partners are told too."""
 WRITER_POOL = "duckdb_writer"
 """One-slot Airflow pool: DuckDB allows one writing process, so writer tasks queue here."""
 WRITER_POOL_DESCRIPTION = "DuckDB warehouse writers (ingest, build, delivery ledger): one at a time"
@@ -24,3 +26,12 @@ def start_date():
     import pendulum  # Airflow's own dependency; imported here so the names stay importable without it
 
     return pendulum.datetime(2024, 4, 1, tz=TIMEZONE)
+
+
+def ingest_frequency() -> str:
+    """How often landing is checked, in words, as Airflow describes INGEST_SCHEDULE ("every hour")."""
+    from cron_descriptor import CasingTypeEnum, ExpressionDescriptor  # Airflow's own describer
+
+    words = ExpressionDescriptor(INGEST_SCHEDULE, casing_type=CasingTypeEnum.Sentence,
+                                 use_24hour_time_format=True).get_description()
+    return words[:1].lower() + words[1:]
