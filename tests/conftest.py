@@ -47,6 +47,16 @@ SLOW_FILES = (
 )
 
 
+def pytest_terminal_summary(terminalreporter):
+    """Lines a test recorded as its "summary" property (the stack test's set-up and run times),
+    shown at the end of the run even under xdist, which hides a passing test's output."""
+    for report in terminalreporter.stats.get("passed", []):
+        for name, value in getattr(report, "user_properties", []):
+            if name == "summary":
+                terminalreporter.write_sep("-", report.nodeid.split("::")[0])
+                terminalreporter.write_line(str(value))
+
+
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(SLOW_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file stays together

@@ -32,7 +32,7 @@ import pytest
 from conftest import SEEDS
 from support.airflow_stack import AirflowApi
 from support.docker_stack import (
-    ComposeStack, _log, built_images, private_dockerd, require_docker, stack_environment,
+    LOGGED, ComposeStack, _log, built_images, private_dockerd, require_docker, stack_environment,
 )
 
 # The story is one module fixture, images and all: up to half an hour on a cold, busy machine.
@@ -94,7 +94,7 @@ def story(tmp_path_factory):
             project = f"pkpistack{uuid.uuid4().hex[:6]}"
             env, ports, mail_dir = stack_environment(root, project)
             stack = ComposeStack(docker, project, env, ports, mail_dir)
-            facts: dict = {"timings": timings}
+            facts: dict = {"timings": timings, "log": LOGGED}
             try:
                 up = time.monotonic()
                 stack.compose("up", "-d", "--no-build")
@@ -215,3 +215,11 @@ def test_with_two_workers_the_pool_keeps_one_writer_at_a_time(story):
 def test_down_leaves_nothing_running(story):
     assert story["left_running"] == []
     assert story["volumes_left"] == []
+
+
+def test_set_up_and_run_times_are_in_the_test_runs_summary(story, record_property):
+    # tests/conftest.py prints a test's "summary" properties at the end of the run.
+    said = "\n".join(story["log"])
+    for step in ("images ready in", "stack healthy in", "monthly cycle success in", "down in"):
+        assert step in said, said
+    record_property("summary", said)

@@ -51,9 +51,14 @@ class StackError(RuntimeError):
     """A docker command failed; the message carries its output."""
 
 
+# What _log said, for the test run's summary (xdist hides a passing test's own output).
+LOGGED: list[str] = []
+
+
 def _log(message: str) -> None:
-    # Set-up and run times are reported in the test's output (pytest -s, or the captured log).
-    print(f"[stack] {time.strftime('%H:%M:%S')} {message}", flush=True)
+    line = f"[stack] {time.strftime('%H:%M:%S')} {message}"
+    LOGGED.append(line)
+    print(line, flush=True)
 
 
 # --- Docker on this machine -----------------------------------------------------------------
