@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "dbt", "matplotlib", "fontTools"):
+    for noisy in ("dbt", "matplotlib", "fontTools"):  # GX's: pkpi.gx_logging
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # A log handler that cannot write (dbt.log on a full disk) must not print Python's
     # "--- Logging error ---" traceback for every line: the failure itself is reported below.

@@ -299,9 +299,7 @@ in the frame); GX's pandas engine names rows by the frame's index."""
 def _gx_context():
     """One ephemeral GX context per process, with each contract's suites registered once; both
     runners validate with them."""
-    # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
+    import great_expectations as gx  # quietened by pkpi.suites, imported above (pkpi.gx_logging)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
