@@ -71,11 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_ingest(report) -> None:
     print(report.summary())
-    for o in report.rejected:
-        print(f"  rejected {o.where}: {o.message}")
-        print(f"    errors file and report: {o.stored_path.rsplit('/', 1)[0]}/")
-    for o in report.duplicates:
-        print(f"  duplicate {o.where}: not loaded again")
+    for o in report.rejected + report.duplicates:
+        print(f"  {o.describe()}")
 
 
 def _print_scorecard(output, settings: Settings) -> None:

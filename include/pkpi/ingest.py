@@ -87,6 +87,7 @@ class FileOutcome:
     stored_path: str | None
     message: str = ""
     problems: tuple[Problem, ...] = ()
+    duplicate_of: str | None = None  # a duplicate's: the load id of the current version
 
     @property
     def known_parts(self) -> tuple[str, ...]:
@@ -98,6 +99,18 @@ class FileOutcome:
         """The file as a person reads it: what is known of its return, then its name
         ("contacts/NCT/2026-03/contacts.csv"; "training/PROB/oops.csv" when a folder is missing)."""
         return "/".join((*self.known_parts, self.file_name))
+
+    def describe(self) -> str:
+        """The file's outcome in one line, for the log and the command line: rows, or the rules a
+        rejected file broke and where its errors file and report are; never a value from it."""
+        if self.status == "rejected":
+            rules = ", ".join(rule_ids(list(self.problems))) or "none recorded"
+            folder = self.stored_path.rsplit("/", 1)[0] if self.stored_path else "quarantine"
+            return f"rejected {self.where}: {self.error_count} problem(s), rules {rules} (see {folder}/)"
+        if self.status == "duplicate":
+            return f"duplicate {self.where}: the same bytes as load {self.duplicate_of}, not loaded again"
+        rows = f"{self.row_count or 0:,} row(s)" + (" (nil return)" if not self.row_count else "")
+        return f"accepted {self.where}: {rows}" + (f"; {self.message}" if self.message else "")
 
 
 @dataclass
@@ -229,15 +242,21 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
                             break
                         continue
                     report.outcomes.append(outcome)
-                    log.info("%s %s: %s", outcome.status, outcome.where,
-                             outcome.message or f"{outcome.row_count} row(s)")
             if stop:
                 break
         _deliver_notices(settings)
-    log.info("ingest: %s", report.summary())
+    _log_outcomes(report)
     if failures:
         raise IngestIncomplete(report, failures) from failures[0][1]
     return report
+
+
+def _log_outcomes(report: IngestReport) -> None:
+    """The end of every run's log (an Airflow task's too): the summary, then one line per file,
+    a rejected one's with its rules, so nobody has to open quarantine to see why."""
+    log.info("ingest: %s", report.summary())
+    for outcome in report.outcomes:
+        log.info("%s", outcome.describe())
 
 
 class _Writer:
@@ -502,7 +521,8 @@ def _accept(settings: Settings, writer: _Writer, entry: LandingEntry, verdict: V
     settling.settle(settings, con, unsettled)
     status = "duplicate" if duplicate_of else "accepted"
     return FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"], status,
-                       verdict.row_count, 0, stored, "duplicate of " + duplicate_of if duplicate_of else notes)
+                       verdict.row_count, 0, stored, "duplicate of " + duplicate_of if duplicate_of else notes,
+                       duplicate_of=duplicate_of)
 
 
 def _write_original(path: Path, content: bytes, mtime: float) -> None:
