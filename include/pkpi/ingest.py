@@ -54,7 +54,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import landing, settling
 from .contracts import get_contract
@@ -64,6 +64,7 @@ from .files import ingest_lock
 from .gate import Problem, ReturnKey, Verdict, judge_many, locate
 from .landing import LandingEntry, safe_name
 from .mailer import deliver_outbox, deliver_queued, queue
+from .progress import progress
 from .reference import Reference, load_reference
 from .rejections import audit_message, notice_message, report_html, rule_ids, write_quarantine
 from .settings import Settings
@@ -202,10 +203,16 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     reference = load_reference(settings)
     report = IngestReport()
     failures: list[tuple[Path, BaseException]] = []
-    with _ingest_lock(settings):
+    with _ingest_lock(settings), progress() as shown:
         settling.recover(settings)  # finish what a stopped run committed (pkpi.settling)
         waiting = pending_entries(settings)
-        done = 0
+        checked = done = 0
+
+        def judged(count: int) -> None:
+            nonlocal checked
+            checked += count
+            shown.show(f"ingest: {checked}/{len(waiting)} files checked, {done} done", final=done == len(waiting))
+
         for group in _read_ahead(waiting):
             taken: list[_Taken | Exception] = []
             for entry in group:
@@ -214,8 +221,9 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
                 except Exception as exc:  # this file's failure: recorded below, in its turn
                     taken.append(exc)
             readable = [t for t in taken if isinstance(t, _Taken)]
+            judged(len(taken) - sum(1 for t in readable if t.kind == "return"))  # nothing for the gate
             try:
-                verdicts = _judge_taken(settings, readable, reference, today)
+                verdicts = _judge_taken(settings, readable, reference, today, judged)
             except Exception as exc:  # the gate failed as a whole: each file fails in its turn
                 verdicts = {i: exc for i in range(len(readable))}
             position = {id(t): i for i, t in enumerate(readable)}
@@ -223,6 +231,7 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
             with _Writer(settings) as writer:
                 for entry, item in zip(group, taken):
                     done += 1
+                    judged(0)
                     try:
                         if isinstance(item, Exception):
                             raise item
@@ -433,12 +442,12 @@ def _take(settings: Settings, entry: LandingEntry) -> _Taken:
     return _Taken(entry, "return" if entry.kind == landing.RETURN else "abandoned", content, stat)
 
 
-def _judge_taken(settings: Settings, taken: list[_Taken], reference: Reference,
-                 today: date | None) -> dict[int, "Verdict | Exception"]:
+def _judge_taken(settings: Settings, taken: list[_Taken], reference: Reference, today: date | None,
+                 judged: Callable[[int], None] | None = None) -> dict[int, "Verdict | Exception"]:
     """The gate's verdicts on the returns among ``taken``, judged together, by position."""
     returns = [(i, t) for i, t in enumerate(taken) if t.kind == "return"]
     verdicts = judge_many([(t.entry.path, t.content) for _, t in returns], settings.landing_dir, reference,
-                          today=today, limits=settings.limits)
+                          today=today, limits=settings.limits, judged=judged)
     return {i: v for (i, _), v in zip(returns, verdicts)}
 
 
