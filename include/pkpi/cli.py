@@ -133,19 +133,9 @@ def _cmd_run(args, settings: Settings) -> int:
 
 
 def _demo_summary(settings: Settings) -> None:
-    from .status import format_states, return_states
+    from .demo_summary import describe_outputs
 
-    folder = settings.exports_dir / DEMO_PERIOD
-    print(f"\nDemo scorecard for {DEMO_PERIOD}: {folder}")
-    for name in ("scorecard.html", "scorecard.csv", "scorecard.pdf", "scorecard.xlsx"):
-        if (folder / name).exists():
-            print(f"  {folder / name}")
-    emails = sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
-    if emails:
-        print(f"Email that would be sent (no SMTP configured): {emails[-1]}")
-    print(f"Quarantined returns: {settings.quarantine_dir}")
-    print(f"\nReturns for {DEMO_PERIOD}:")
-    print(format_states(return_states(settings, DEMO_PERIOD)))
+    print(describe_outputs(settings, DEMO_PERIOD))
 
 
 def _cmd_demo(args, settings: Settings) -> int:
