@@ -342,13 +342,18 @@ class _NodeCount:
         self._lock = threading.Lock()  # dbt finishes nodes on several threads
 
     def __call__(self, event) -> None:
-        name = event.info.name
-        if name == "ConcurrencyLine":
-            self._total = int(event.data.node_count)
-        elif name == "NodeFinished" and self._total and event.data.node_info.resource_type != "unit_test":
-            with self._lock:
-                self._done += 1
-                self._shown.count("build", min(self._done, self._total), self._total, "dbt nodes")
+        if not self._shown.shown:
+            return
+        try:
+            name = event.info.name
+            if name == "ConcurrencyLine":
+                self._total = int(event.data.node_count)
+            elif name == "NodeFinished" and self._total and event.data.node_info.resource_type != "unit_test":
+                with self._lock:
+                    self._done += 1
+                    self._shown.count("build", min(self._done, self._total), self._total, "dbt nodes")
+        except AttributeError:  # an event of another shape (a dbt upgrade): progress never fails a build
+            self._shown.shown = False
 
 
 def _build_result(outcome, seconds: float, target_dir: Path, log_dir: Path) -> "BuildResult":

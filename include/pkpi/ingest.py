@@ -208,10 +208,12 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
         waiting = pending_entries(settings)
         checked = done = 0
 
-        def judged(count: int) -> None:
+        def progressed(judged: int = 0) -> None:
+            """Redraw the progress line (pkpi.progress); ``judged``: files whose verdict just came."""
             nonlocal checked
-            checked += count
-            shown.show(f"ingest: {checked}/{len(waiting)} files checked, {done} done", final=done == len(waiting))
+            checked += judged
+            shown.show(f"ingest: {checked}/{len(waiting)} files checked, {done} done",
+                       final=done == len(waiting))
 
         for group in _read_ahead(waiting):
             taken: list[_Taken | Exception] = []
@@ -221,9 +223,9 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
                 except Exception as exc:  # this file's failure: recorded below, in its turn
                     taken.append(exc)
             readable = [t for t in taken if isinstance(t, _Taken)]
-            judged(len(taken) - sum(1 for t in readable if t.kind == "return"))  # nothing for the gate
+            progressed(len(taken) - sum(1 for t in readable if t.kind == "return"))  # nothing for the gate
             try:
-                verdicts = _judge_taken(settings, readable, reference, today, judged)
+                verdicts = _judge_taken(settings, readable, reference, today, progressed)
             except Exception as exc:  # the gate failed as a whole: each file fails in its turn
                 verdicts = {i: exc for i in range(len(readable))}
             position = {id(t): i for i, t in enumerate(readable)}
@@ -231,7 +233,7 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
             with _Writer(settings) as writer:
                 for entry, item in zip(group, taken):
                     done += 1
-                    judged(0)
+                    progressed()
                     try:
                         if isinstance(item, Exception):
                             raise item

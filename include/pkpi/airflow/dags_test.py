@@ -48,7 +48,7 @@ class RunWatcher:
         self.dag_id = dag_id
         self.launched = launched
         self.out = out or sys.stdout
-        self.run = None  # the DagRun, once it exists
+        self.run = None  # (run id, state, run_after, end_date), once the run exists
         self._said: set[tuple] = set()
 
     def look(self) -> None:
