@@ -172,11 +172,14 @@ def test_every_pkpi_command_quoted_in_the_docs_is_one_pkpi_accepts():
     from pkpi.cli import _parser
 
     [subcommands] = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    main = _parser()._option_string_actions  # pkpi's own options, before the subcommand (-v)
     commands = inline_commands()
     assert "pkpi templates ./templates" in commands and len(commands) >= 20
     wrong = {}
     for command, where in commands.items():
         words = shlex.split(command)[1:]
+        while words and words[0] in main:
+            words = words[1:]
         parser = subcommands.choices.get(words[0]) if words else None
         unknown = [w for w in words[1:] if w.startswith("-") and parser is not None
                    and w.split("=", 1)[0] not in parser._option_string_actions]

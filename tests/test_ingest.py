@@ -370,7 +370,7 @@ def test_a_file_outside_the_layout_is_named_by_what_is_known_never_none(cli_env,
     with caplog.at_level("INFO", logger="pkpi.ingest"):
         assert main(["ingest"]) == 0
     out = capsys.readouterr().out
-    assert "rejected training/NCT/oops.csv: 1 problem(s): path_layout" in out
+    assert "rejected training/NCT/oops.csv: 1 problem(s), rules path_layout (see quarantine/" in out
     assert "rejected training/NCT/oops.csv: " in caplog.text
     [notice] = list(settings.outbox_dir.glob("*.eml"))
     assert "training_NCT_" in notice.name

@@ -32,7 +32,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import duckdb
 
@@ -43,6 +43,7 @@ from .disclosure.rules import dbt_var as disclosure_rules
 from .faults import checkpoint
 from .files import make_dir, remove_paths, restrictive_umask, secure_tree
 from .periods import parse_month
+from .progress import Progress, progress
 from .publish import PublishResult, publish
 from .settings import Settings
 from .warehouse import initialise, warehouse_lock
@@ -255,10 +256,11 @@ def _failure_message(failures: Sequence[NodeOutcome], skipped: int, log_dir: Pat
     return "\n".join(lines)
 
 
-def run_dbt(settings: Settings, args: Sequence[str]):
+def run_dbt(settings: Settings, args: Sequence[str], callbacks: Sequence[Callable] = ()):
     """Invoke dbt in-process with the project's environment; returns dbt's runner result.
 
-    The caller holds the warehouse lock. Only one dbt invocation runs per process at a time.
+    ``callbacks`` are given every event dbt fires (whatever its log level). The caller holds the
+    warehouse lock. Only one dbt invocation runs per process at a time.
     """
     from dbt.cli.main import dbtRunner  # imported late: dbt is slow to import
 
@@ -268,7 +270,7 @@ def run_dbt(settings: Settings, args: Sequence[str]):
     # dbt and DuckDB create their logs, artifacts and .wal with the process umask (pkpi.files).
     with _DBT_IN_PROCESS, _environment(dbt_environment(settings)), restrictive_umask(settings):
         try:
-            return dbtRunner().invoke(list(args))
+            return dbtRunner(callbacks=list(callbacks)).invoke(list(args))
         finally:
             _release_dbt_database()
             secure_tree(settings, target_dir.parent)
@@ -309,17 +311,49 @@ def build_mart(settings: Settings, period: str | None = None, full_refresh: bool
     target_dir, log_dir = dbt_dirs(settings)
     initialise(settings)  # raw and audit must exist before dbt reads them as sources
     started = time.monotonic()
-    with warehouse_lock(settings, exclusive=True):
-        log.info("Building the KPI mart in %s with reference data from %s", settings.warehouse_path, settings.reference_dir)
-        outcome = run_dbt(settings, dbt_args(settings, "build", period=period, full_refresh=full_refresh))
-        seconds = time.monotonic() - started
-        result = _build_result(outcome, seconds, target_dir, log_dir)
-        log.info("KPI mart built: %d nodes in %.1fs", len(result.nodes), seconds)
-        # Once per build, over the mart dbt has just built, before any reader can open it.
-        _store_disclosure_decisions(settings, reuse=not full_refresh)
-    if publish_after:
-        result = replace(result, published=publish(settings))
+    with progress() as shown:
+        with warehouse_lock(settings, exclusive=True):
+            log.info("Building the KPI mart in %s with reference data from %s", settings.warehouse_path,
+                     settings.reference_dir)
+            shown.show("build: starting dbt")
+            args = dbt_args(settings, "build", period=period, full_refresh=full_refresh)
+            outcome = run_dbt(settings, args, callbacks=[_NodeCount(shown)])
+            seconds = time.monotonic() - started
+            result = _build_result(outcome, seconds, target_dir, log_dir)
+            log.info("KPI mart built: %d nodes in %.1fs", len(result.nodes), seconds)
+            shown.show("build: storing the disclosure decisions", final=True)
+            # Once per build, over the mart dbt has just built, before any reader can open it.
+            _store_disclosure_decisions(settings, reuse=not full_refresh)
+        if publish_after:
+            shown.show("build: publishing the copy for analysts", final=True)
+            result = replace(result, published=publish(settings))
     return result
+
+
+class _NodeCount:
+    """A dbt callback drawing ``build: 120/178 dbt nodes`` (pkpi.progress) from dbt's events:
+    the node count it announces before running, then each node it finishes (dbt's count leaves
+    out unit tests, so they are not counted here either)."""
+
+    def __init__(self, shown: Progress):
+        self._shown = shown
+        self._total = 0
+        self._done = 0
+        self._lock = threading.Lock()  # dbt finishes nodes on several threads
+
+    def __call__(self, event) -> None:
+        if not self._shown.shown:
+            return
+        try:
+            name = event.info.name
+            if name == "ConcurrencyLine":
+                self._total = int(event.data.node_count)
+            elif name == "NodeFinished" and self._total and event.data.node_info.resource_type != "unit_test":
+                with self._lock:
+                    self._done += 1
+                    self._shown.count("build", min(self._done, self._total), self._total, "dbt nodes")
+        except AttributeError:  # an event of another shape (a dbt upgrade): progress never fails a build
+            self._shown.shown = False
 
 
 def _build_result(outcome, seconds: float, target_dir: Path, log_dir: Path) -> "BuildResult":

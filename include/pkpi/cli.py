@@ -71,11 +71,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_ingest(report) -> None:
     print(report.summary())
-    for o in report.rejected:
-        print(f"  rejected {o.where}: {o.message}")
-        print(f"    errors file and report: {o.stored_path.rsplit('/', 1)[0]}/")
-    for o in report.duplicates:
-        print(f"  duplicate {o.where}: not loaded again")
+    for o in report.rejected + report.duplicates:
+        print(f"  {o.describe()}")
 
 
 def _print_scorecard(output, settings: Settings) -> None:
@@ -136,19 +133,9 @@ def _cmd_run(args, settings: Settings) -> int:
 
 
 def _demo_summary(settings: Settings) -> None:
-    from .status import format_states, return_states
+    from .demo_summary import describe_outputs
 
-    folder = settings.exports_dir / DEMO_PERIOD
-    print(f"\nDemo scorecard for {DEMO_PERIOD}: {folder}")
-    for name in ("scorecard.html", "scorecard.csv", "scorecard.pdf", "scorecard.xlsx"):
-        if (folder / name).exists():
-            print(f"  {folder / name}")
-    emails = sorted(settings.outbox_dir.glob("*.eml")) if settings.outbox_dir.exists() else []
-    if emails:
-        print(f"Email that would be sent (no SMTP configured): {emails[-1]}")
-    print(f"Quarantined returns: {settings.quarantine_dir}")
-    print(f"\nReturns for {DEMO_PERIOD}:")
-    print(format_states(return_states(settings, DEMO_PERIOD)))
+    print(describe_outputs(settings, DEMO_PERIOD))
 
 
 def _cmd_demo(args, settings: Settings) -> int:
@@ -259,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("great_expectations", "dbt", "matplotlib", "fontTools"):
+    for noisy in ("dbt", "matplotlib", "fontTools"):  # GX's: pkpi.gx_logging
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # A log handler that cannot write (dbt.log on a full disk) must not print Python's
     # "--- Logging error ---" traceback for every line: the failure itself is reported below.

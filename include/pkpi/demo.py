@@ -25,11 +25,12 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .contracts import get_contract
 from .files import write_atomic
 from .periods import financial_year_label, months_between, parse_financial_year, parse_month
+from .progress import progress
 from .reference import (
     ExpectedReturn, Partner, Reference, expected_returns, expected_returns_for_financial_year,
     load_reference,
@@ -565,28 +566,15 @@ def write_sample_returns(
         written.append(WrittenReturn(expected.return_type, expected.partner_code, expected.period,
                                      path, len(rows), expected.due_date, received))
 
-    for fy in sorted({financial_year_label(parse_month(m).start) for m in months}):
-        year_start = parse_financial_year(fy).start
-        for expected in expected_returns_for_financial_year(reference, fy):
-            rows = _finance_year(seed, reference, reference.partner(expected.partner_code), fy)
-            emit(expected, rows, year_start + timedelta(days=1))
-
-    for month in months:
-        after_month_end = parse_month(month).end + timedelta(days=1)
-        expected_now = expected_returns(reference, month)
-        trainers = [reference.partner(e.partner_code) for e in expected_now if e.return_type == "training"]
-        training = _training_month(seed, reference, month, trainers) if trainers else {}
-        for expected in expected_now:
-            if expected.return_type == "contacts":
-                door = front_doors.setdefault(expected.partner_code, _FrontDoor(seed, expected.partner_code))
-                rows = door.month(month)
-            elif expected.return_type == "training":
-                rows = training[expected.partner_code]
-            elif expected.return_type == "child_deaths":
-                rows = _child_deaths_month(seed, expected.partner_code, month)
-            else:  # a monthly return type this generator does not know: send a nil return
-                rows = []
-            emit(expected, rows, after_month_end)
+    with progress() as shown:
+        for fy in sorted({financial_year_label(parse_month(m).start) for m in months}):
+            year_start = parse_financial_year(fy).start
+            for expected in expected_returns_for_financial_year(reference, fy):
+                rows = _finance_year(seed, reference, reference.partner(expected.partner_code), fy)
+                emit(expected, rows, year_start + timedelta(days=1))
+        for number, month in enumerate(months, 1):
+            _write_month(seed, reference, month, front_doors, emit)
+            shown.count("demo", number, len(months), "months of sample returns")
 
     return DemoSummary(
         landing_dir=settings.landing_dir,
@@ -597,3 +585,24 @@ def write_sample_returns(
         planted_rejection=planted,
         missing_return=missing,
     )
+
+
+def _write_month(seed: int, reference: Reference, month: str, front_doors: dict[str, "_FrontDoor"],
+                 emit: Callable[[ExpectedReturn, list[dict], date], None]) -> None:
+    """Every expected return of one month, through ``emit`` (a front door's children carry over
+    from month to month in ``front_doors``)."""
+    after_month_end = parse_month(month).end + timedelta(days=1)
+    expected_now = expected_returns(reference, month)
+    trainers = [reference.partner(e.partner_code) for e in expected_now if e.return_type == "training"]
+    training = _training_month(seed, reference, month, trainers) if trainers else {}
+    for expected in expected_now:
+        if expected.return_type == "contacts":
+            door = front_doors.setdefault(expected.partner_code, _FrontDoor(seed, expected.partner_code))
+            rows = door.month(month)
+        elif expected.return_type == "training":
+            rows = training[expected.partner_code]
+        elif expected.return_type == "child_deaths":
+            rows = _child_deaths_month(seed, expected.partner_code, month)
+        else:  # a monthly return type this generator does not know: send a nil return
+            rows = []
+        emit(expected, rows, after_month_end)

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
@@ -299,9 +299,7 @@ in the frame); GX's pandas engine names rows by the frame's index."""
 def _gx_context():
     """One ephemeral GX context per process, with each contract's suites registered once; both
     runners validate with them."""
-    # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
+    import great_expectations as gx  # quietened by pkpi.suites, imported above (pkpi.gx_logging)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
@@ -710,15 +708,18 @@ def judge(path: Path, content: bytes, landing_dir: Path, reference: Reference,
 
 
 def judge_many(files: Sequence[tuple[Path, bytes]], landing_dir: Path, reference: Reference,
-               today: date | None = None, limits: FileLimits | None = None) -> list[Verdict | Exception]:
+               today: date | None = None, limits: FileLimits | None = None,
+               judged: Callable[[int], None] | None = None) -> list[Verdict | Exception]:
     """The gate's verdicts on several landing files, in their order: each exactly what
     :func:`judge` gives that file alone.
 
     Great Expectations' cost is mostly per run, not per row, so the files of one return type
     and period are validated in as few runs as possible (see :func:`_batches`). Where the gate
     itself fails on a file (judge would raise), its place holds the exception instead, and the
-    other files' verdicts are unaffected.
+    other files' verdicts are unaffected. ``judged`` is told how many more files have their
+    verdict each time some do (the ingest's progress).
     """
+    judged = judged or (lambda count: None)
     today = today or date.today()
     out: list[Verdict | Exception | None] = [None] * len(files)
     waiting: list[_Checked] = []
@@ -734,6 +735,7 @@ def judge_many(files: Sequence[tuple[Path, bytes]], landing_dir: Path, reference
         else:
             place[id(checked)] = number
             waiting.append(checked)
+    judged(len(files) - len(waiting))  # refused before validation
     for batch in _batches(waiting, reference):
         try:
             results = _validate(batch, reference)
@@ -743,7 +745,9 @@ def judge_many(files: Sequence[tuple[Path, bytes]], landing_dir: Path, reference
                     out[place[id(item)]] = exc if len(batch) == 1 else _finish(item, _validate([item], reference)[0])
                 except Exception as own:  # noqa: BLE001
                     out[place[id(item)]] = own
+            judged(len(batch))
             continue
         for item, problems in zip(batch, results):
             out[place[id(item)]] = _finish(item, problems)
+        judged(len(batch))
     return out  # type: ignore[return-value]

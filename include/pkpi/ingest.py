@@ -55,7 +55,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import landing, settling
 from .contracts import get_contract
@@ -65,6 +65,7 @@ from .files import ingest_lock
 from .gate import Problem, ReturnKey, Verdict, judge_many, locate
 from .landing import LandingEntry, safe_name
 from .mailer import deliver_outbox, deliver_queued, queue
+from .progress import progress
 from .reference import Reference, due_date, load_reference
 from .rejections import (
     audit_message, notice_facts, notice_message, receipt_message, report_html, rule_ids, write_quarantine,
@@ -90,6 +91,7 @@ class FileOutcome:
     stored_path: str | None
     message: str = ""
     problems: tuple[Problem, ...] = ()
+    duplicate_of: str | None = None  # a duplicate's: the load id of the current version
 
     @property
     def known_parts(self) -> tuple[str, ...]:
@@ -101,6 +103,18 @@ class FileOutcome:
         """The file as a person reads it: what is known of its return, then its name
         ("contacts/NCT/2026-03/contacts.csv"; "training/PROB/oops.csv" when a folder is missing)."""
         return "/".join((*self.known_parts, self.file_name))
+
+    def describe(self) -> str:
+        """The file's outcome in one line, for the log and the command line: rows, or the rules a
+        rejected file broke and where its errors file and report are; never a value from it."""
+        if self.status == "rejected":
+            rules = ", ".join(rule_ids(list(self.problems))) or "none recorded"
+            folder = self.stored_path.rsplit("/", 1)[0] if self.stored_path else "quarantine"
+            return f"rejected {self.where}: {self.error_count} problem(s), rules {rules} (see {folder}/)"
+        if self.status == "duplicate":
+            return f"duplicate {self.where}: the same bytes as load {self.duplicate_of}, not loaded again"
+        rows = f"{self.row_count or 0:,} row(s)" + (" (nil return)" if not self.row_count else "")
+        return f"accepted {self.where}: {rows}" + (f"; {self.message}" if self.message else "")
 
 
 @dataclass
@@ -192,10 +206,18 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
     reference = load_reference(settings)
     report = IngestReport()
     failures: list[tuple[Path, BaseException]] = []
-    with _ingest_lock(settings):
+    with _ingest_lock(settings), progress() as shown:
         settling.recover(settings)  # finish what a stopped run committed (pkpi.settling)
         waiting = pending_entries(settings)
-        done = 0
+        checked = done = 0
+
+        def progressed(judged: int = 0) -> None:
+            """Redraw the progress line (pkpi.progress); ``judged``: files whose verdict just came."""
+            nonlocal checked
+            checked += judged
+            shown.show(f"ingest: {checked}/{len(waiting)} files checked, {done} done",
+                       final=done == len(waiting))
+
         for group in _read_ahead(waiting):
             taken: list[_Taken | Exception] = []
             for entry in group:
@@ -204,8 +226,9 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
                 except Exception as exc:  # this file's failure: recorded below, in its turn
                     taken.append(exc)
             readable = [t for t in taken if isinstance(t, _Taken)]
+            progressed(len(taken) - sum(1 for t in readable if t.kind == "return"))  # nothing for the gate
             try:
-                verdicts = _judge_taken(settings, readable, reference, today)
+                verdicts = _judge_taken(settings, readable, reference, today, progressed)
             except Exception as exc:  # the gate failed as a whole: each file fails in its turn
                 verdicts = {i: exc for i in range(len(readable))}
             position = {id(t): i for i, t in enumerate(readable)}
@@ -213,6 +236,7 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
             with _Writer(settings) as writer:
                 for entry, item in zip(group, taken):
                     done += 1
+                    progressed()
                     try:
                         if isinstance(item, Exception):
                             raise item
@@ -232,15 +256,21 @@ def ingest_landing(settings: Settings, today: date | None = None) -> IngestRepor
                             break
                         continue
                     report.outcomes.append(outcome)
-                    log.info("%s %s: %s", outcome.status, outcome.where,
-                             outcome.message or f"{outcome.row_count} row(s)")
             if stop:
                 break
         _deliver_notices(settings)
-    log.info("ingest: %s", report.summary())
+    _log_outcomes(report)
     if failures:
         raise IngestIncomplete(report, failures) from failures[0][1]
     return report
+
+
+def _log_outcomes(report: IngestReport) -> None:
+    """The end of every run's log (an Airflow task's too): the summary, then one line per file,
+    a rejected one's with its rules, so nobody has to open quarantine to see why."""
+    log.info("ingest: %s", report.summary())
+    for outcome in report.outcomes:
+        log.info("%s", outcome.describe())
 
 
 class _Writer:
@@ -417,12 +447,12 @@ def _take(settings: Settings, entry: LandingEntry) -> _Taken:
     return _Taken(entry, "return" if entry.kind == landing.RETURN else "abandoned", content, stat)
 
 
-def _judge_taken(settings: Settings, taken: list[_Taken], reference: Reference,
-                 today: date | None) -> dict[int, "Verdict | Exception"]:
+def _judge_taken(settings: Settings, taken: list[_Taken], reference: Reference, today: date | None,
+                 judged: Callable[[int], None] | None = None) -> dict[int, "Verdict | Exception"]:
     """The gate's verdicts on the returns among ``taken``, judged together, by position."""
     returns = [(i, t) for i, t in enumerate(taken) if t.kind == "return"]
     verdicts = judge_many([(t.entry.path, t.content) for _, t in returns], settings.landing_dir, reference,
-                          today=today, limits=settings.limits)
+                          today=today, limits=settings.limits, judged=judged)
     return {i: v for (i, _), v in zip(returns, verdicts)}
 
 
@@ -511,7 +541,8 @@ def _accept(settings: Settings, writer: _Writer, reference: Reference, entry: La
     settling.settle(settings, con, unsettled)
     status = "duplicate" if duplicate_of else "accepted"
     return FileOutcome(load_id, key.return_type, key.partner_code, key.period, base["file_name"], status,
-                       verdict.row_count, 0, stored, "duplicate of " + duplicate_of if duplicate_of else notes)
+                       verdict.row_count, 0, stored, "duplicate of " + duplicate_of if duplicate_of else notes,
+                       duplicate_of=duplicate_of)
 
 
 def _write_original(path: Path, content: bytes, mtime: float) -> None:

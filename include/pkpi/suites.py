@@ -23,15 +23,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, List
 
-import great_expectations as gx
 import pandas as pd
-import great_expectations.expectations as gxe
-from great_expectations.execution_engine import PandasExecutionEngine, SqlAlchemyExecutionEngine
-from great_expectations.expectations.expectation import ColumnMapExpectation
-from great_expectations.expectations.metrics.map_metric_provider import (
+
+from .gx_logging import quiet_great_expectations
+
+quiet_great_expectations()  # before GX's first import, which logs hundreds of lines
+import great_expectations as gx  # noqa: E402
+import great_expectations.expectations as gxe  # noqa: E402
+from great_expectations.execution_engine import PandasExecutionEngine, SqlAlchemyExecutionEngine  # noqa: E402
+from great_expectations.expectations.expectation import ColumnMapExpectation  # noqa: E402
+from great_expectations.expectations.metrics.map_metric_provider import (  # noqa: E402
     ColumnMapMetricProvider, column_condition_partial,
 )
-from great_expectations.expectations.row_conditions import Column as Col
+from great_expectations.expectations.row_conditions import Column as Col  # noqa: E402
 
 from .contracts import ID_CHARACTERS, ID_REGEX, Contract, RowRule, load_contracts
 from .identifiers import ID_KINDS, PERSON_NAME, VALUE_KINDS, describe_kinds, identifier_kind

@@ -12,6 +12,8 @@ module                      what it holds
 :mod:`.smtp`                SMTP settings from Airflow's connection
 :mod:`.assets`              the raw tables, the mart and its published copy as Assets
 :mod:`.landing_sensor`      the deferrable sensor and trigger that wait for a return in landing/
+:mod:`.dags_test`           ``airflow dags test`` for a person watching (``make demo``): a line
+                            as each task starts and ends, Airflow's output in a log file
 ==========================  =====================================================================
 
 The rest of ``pkpi`` never imports Airflow: the command line and the stage modules run without

@@ -38,18 +38,12 @@ def task_settings() -> Settings:
     return settings
 
 
-def rejected_files(report: Any, log: logging.Logger) -> list[dict[str, Any]]:
-    """Each file an ingest rejected, logged as a warning: its return, partner, period and name,
-    never its contents. ``report`` is a :class:`pkpi.ingest.IngestReport`."""
+def rejected_files(report: Any) -> list[dict[str, Any]]:
+    """Each file an ingest rejected: its return, partner, period and name, never its contents.
+    ``report`` is a :class:`pkpi.ingest.IngestReport`, whose run has already logged one line per
+    file (the rules a rejected one broke, and its quarantine folder)."""
     fields = ("return_type", "partner_code", "period", "file_name", "status")
-    rejected = [{name: getattr(o, name) for name in fields} for o in report.rejected]
-    for item in rejected:
-        log.warning(
-            "Rejected %(file_name)s (%(return_type)s, %(partner_code)s, %(period)s): "
-            "its errors file and report are in quarantine/.",
-            item,
-        )
-    return rejected
+    return [{name: getattr(o, name) for name in fields} for o in report.rejected]
 
 
 # --- partnership_monthly ------------------------------------------------------------------------
@@ -59,11 +53,9 @@ def monthly_ingest() -> dict[str, Any]:
     """Validate and load every return waiting in landing/; rejections are reported, not raised."""
     from ..ingest import ingest_landing
 
-    log = _log(MONTHLY_DAG_ID)
+    # The run's log ends with its summary and one line per file (pkpi.ingest).
     report = ingest_landing(task_settings())
-    rejected = rejected_files(report, log)
-    log.info("Ingest: %s.", report.summary())
-    return {"accepted": len(report.accepted), "rejected": rejected}
+    return {"accepted": len(report.accepted), "rejected": rejected_files(report)}
 
 
 def monthly_build(context: Mapping[str, Any]) -> str:
@@ -135,12 +127,10 @@ def ingest_returns() -> dict[str, Any]:
     return types whose raw tables changed."""
     from ..ingest import ingest_landing
 
-    log = _log(INGEST_DAG_ID)
-    report = ingest_landing(task_settings())
-    log.info("Ingest: %s.", report.summary())
+    report = ingest_landing(task_settings())  # logs its summary and one line per file
     return {
         "accepted": len(report.accepted),
-        "rejected": rejected_files(report, log),
+        "rejected": rejected_files(report),
         "duplicates": len(report.duplicates),
         "changed_return_types": sorted(report.changed_return_types),
     }
