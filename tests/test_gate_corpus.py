@@ -417,7 +417,7 @@ def test_bad_file_is_rejected_and_quarantined(corpus, case):
     folder = stored.parent
     assert folder.name == audit["load_id"]
     assert folder.is_relative_to(settings.quarantine_dir)
-    assert {p.name for p in folder.iterdir()} == {stored.name, "errors.csv", "report.html"}
+    assert {p.name for p in folder.iterdir()} == {stored.name, "errors.csv", "report.html", "validation.json"}
     assert not (settings.landing_dir / case.path).exists()
 
     # The errors file names exactly the rules broken, at the rows and columns broken.
