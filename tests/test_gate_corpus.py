@@ -459,6 +459,7 @@ def test_identifier_values_are_never_repeated(corpus, case):
     places = {
         "errors.csv": (folder / "errors.csv").read_text(encoding="utf-8"),
         "report.html": (folder / "report.html").read_text(encoding="utf-8"),
+        "validation.json": (folder / "validation.json").read_text(encoding="utf-8"),
         "audit message": str(audit["message"]),
         "notice email": "\n".join(_email_text(m) for m in _notices_for(corpus, case)),
         "logs": corpus.logs,
