@@ -105,7 +105,10 @@ def latest_results(settings: Settings, limit: int = DOCS_RETURNS) -> list[dict]:
                 found.append((os.path.basename(folder), Path(folder) / VALIDATION_FILE))
     out = []
     for _, path in sorted(found, reverse=True):
-        doc = read(path)
+        try:
+            doc = read(path)
+        except FileNotFoundError:  # deleted by retention since the folders were listed
+            continue
         if doc.get("suites"):
             out.append(doc)
             if len(out) == limit:
