@@ -73,7 +73,7 @@ class Verdict:
     rows: pd.DataFrame | None = None  # typed rows ready to load, when accepted
     row_count: int | None = None
     notes: list[str] = field(default_factory=list)
-    suites: list[dict] | None = None  # each GX suite's result on this file (pkpi.gx_results), once its cells were checked
+    suites: list[dict] | None = None  # each GX suite's result on the file's cells (pkpi.gx_results)
 
     @property
     def accepted(self) -> bool:

@@ -6,6 +6,8 @@ What happens to each file (docs/returns/README.md, section 4, as partners read i
   half-way leaves nothing), then the original bytes are archived and the file leaves landing;
 * rejected: the original bytes go to quarantine beside ``errors.csv`` and ``report.html``, the
   audit row says why, and the partner's data contact is told;
+* either way its Great Expectations result is kept beside the copy (``validation.json``,
+  :mod:`pkpi.gx_results`);
 * the same bytes as the return's current accepted version: recorded as a duplicate, not loaded;
 * a later accepted file for the same return supersedes the earlier one (the mart takes the
   latest); nothing is deleted, so the history stays in raw and audit.
@@ -56,13 +58,12 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from . import landing, settling
+from . import gx_results, landing, settling
 from .contracts import get_contract
 from .errors import PkpiError, is_disk_full
 from .faults import checkpoint
 from .files import ingest_lock
 from .gate import Problem, ReturnKey, Verdict, judge_many, locate
-from . import gx_results
 from .landing import LandingEntry, safe_name
 from .mailer import deliver_outbox, deliver_queued, queue
 from .reference import Reference, load_reference
