@@ -52,7 +52,10 @@ def test_the_index_lists_each_validated_files_results(site):
         load_id = outcomes[name].load_id
         assert html.count(f"'run_name': '{load_id}'") == 2  # its values and ranges suites
         for suite in ("values", "ranges"):
-            assert list((index.parent / "validations" / "contacts" / suite / load_id).rglob("*.html"))
+            (page,) = (index.parent / "validations" / "contacts" / suite / load_id).rglob("*.html")
+            text = page.read_text(encoding="utf-8")
+            assert f"contacts/{outcomes[name].partner_code}/{MONTH}" in text  # the return it is of
+            assert ("Failed" if name == HOSTILE and suite == "values" else "Succeeded") in text
     # Refused at its header, before GX looked at a cell: nothing to show.
     assert outcomes["header.csv"].load_id not in html
 

@@ -122,7 +122,7 @@ def _suite_result(doc: dict, suite: dict):
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    validated = datetime.fromisoformat(doc["validated_at"].removesuffix("Z"))
+    validated = datetime.fromisoformat(doc["validated_at"])  # UTC, written with its Z
     return_ = "/".join(shown(doc.get(k)) for k in ("return_type", "partner_code", "period"))
     meta = {
         "great_expectations_version": doc["great_expectations_version"],
@@ -130,7 +130,8 @@ def _suite_result(doc: dict, suite: dict):
         "validation_time": validated,
         "active_batch_definition": {"datasource_name": "partner_returns", "data_asset_name": return_,
                                     "batch_definition_name": "whole_file"},
-        "batch_spec": {"file": shown(doc["file_name"]), "outcome": doc["outcome"], "load_id": doc["load_id"]},
+        "batch_spec": {"data_asset_name": return_, "file": shown(doc["file_name"]), "outcome": doc["outcome"],
+                       "load_id": doc["load_id"]},  # a result's page names its asset from here
         "batch_markers": {},
     }
     results = []
