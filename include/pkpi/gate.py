@@ -13,7 +13,6 @@ after another, and gives every file exactly the verdict :func:`judge` gives it a
 from __future__ import annotations
 
 import logging
-import os
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -36,8 +35,6 @@ from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
 from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a safeguarding system
 
 log = logging.getLogger(__name__)
 
