@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +126,10 @@ def test_the_vendored_scripts_are_the_very_files_gx_pins():
     for url, digest in pinned:
         data = (ASSETS / CDN_ASSETS[url]).read_bytes()
         assert base64.b64encode(hashlib.sha384(data).digest()).decode() == digest, url
+
+
+def test_gx_analytics_are_off_whichever_pkpi_module_imports_gx_first():
+    env = {k: v for k, v in os.environ.items() if k != "GX_ANALYTICS_ENABLED"}
+    code = "import os, pkpi.gx_docs, great_expectations; print(os.environ['GX_ANALYTICS_ENABLED'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "false", done.stderr
