@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from pkpi.gx_docs import ASSETS, CDN_ASSETS, CHART_SCRIPTS, build_data_docs, latest_results, shown
+from pkpi.gx_docs import (
+    ASSETS, CDN_ASSETS, CHART_SCRIPTS, DataDocsFailed, _make_offline, build_data_docs, latest_results, shown,
+)
 from pkpi.ingest import ingest_landing
 from pkpi.settings import Settings
 from support.returns import MONTH, SEEDS, TODAY, csv_bytes, drop_file, table
@@ -133,3 +135,15 @@ def test_gx_analytics_are_off_whichever_pkpi_module_imports_gx_first():
     code = "import os, pkpi.gx_docs, great_expectations; print(os.environ['GX_ANALYTICS_ENABLED'])"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "false", done.stderr
+
+
+@pytest.mark.parametrize("html, says", [
+    ('<script src="https://cdn.example.org/new.js"></script>', "loads https://cdn.example.org/new.js"),
+    ('<script>vegaEmbed("#chart", {});</script>', "draws a chart"),
+])
+def test_a_page_needing_what_is_not_vendored_stops_the_build_saying_what_to_do(tmp_path, html, says):
+    (tmp_path / "static").mkdir()
+    page = tmp_path / "index.html"
+    page.write_text(html, encoding="utf-8")
+    with pytest.raises(DataDocsFailed, match=f"{re.escape(says)}.*include/pkpi/gx_docs_assets"):
+        _make_offline(page, tmp_path)
