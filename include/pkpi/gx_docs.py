@@ -216,6 +216,7 @@ def _make_offline(page: Path, site: Path) -> None:
     """Point ``page``'s CDN links at the vendored copies (see the module docstring)."""
     html = page.read_text(encoding="utf-8")
     static = Path(os.path.relpath(site / "static", page.parent)).as_posix()
+    vendor = Path(os.path.relpath(site / VENDOR, page.parent)).as_posix()
     for url in CHART_SCRIPTS:
         html = html.replace(f'<script src="{url}"></script>', "")
     if "vegaEmbed" in html:
@@ -224,7 +225,7 @@ def _make_offline(page: Path, site: Path) -> None:
             "does not vendor it: add vega, vega-lite and vega-embed to include/pkpi/gx_docs_assets "
             "(see its README) and to pkpi.gx_docs.CDN_ASSETS.")
     for url, vendored in CDN_ASSETS.items():
-        html = html.replace(url, f"{static}/vendor/{vendored}")
+        html = html.replace(url, f"{vendor}/{vendored}")
     html = _WEB_IMAGE.sub(lambda m: f"{static}/images/{m.group(1)}", html)
 
     def local(tag: re.Match) -> str:
