@@ -34,7 +34,7 @@ from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
-from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names
+from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names, suites_context
 
 log = logging.getLogger(__name__)
 
@@ -298,16 +298,7 @@ in the frame); GX's pandas engine names rows by the frame's index."""
 def _gx_context():
     """One ephemeral GX context per process, with each contract's suites registered once; both
     runners validate with them."""
-    # GX logs hundreds of INFO lines while it starts up; task logs should show our lines.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suites = {suite.name: context.suites.add(suite)
-              for rt in return_types() for suite in build_suites(get_contract(rt))}
-    return context, suites
+    return suites_context()
 
 
 @lru_cache(maxsize=1)

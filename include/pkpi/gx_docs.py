@@ -158,28 +158,23 @@ class _Errors(logging.Handler):
 
 def build_data_docs(settings: Settings, limit: int = DOCS_RETURNS) -> Path:
     """Build GX Data Docs of the latest ``limit`` validated returns; returns the site's index.html."""
-    import great_expectations as gx
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier, ValidationResultIdentifier,
     )
 
-    from .contracts import get_contract, return_types
-    from .suites import build_suites
+    from .suites import suites_context
 
     site = docs_dir(settings)
     make_dir(settings, site.parent)
     temporary = site.with_name(f".docs.{os.getpid()}.tmp")
     remove_paths((temporary,))
     try:
-        context = gx.get_context(mode="ephemeral")
+        context, _ = suites_context()  # the suites get their own pages, which each result links to
         context.add_data_docs_site(SITE, {
             "class_name": "SiteBuilder", "show_how_to_buttons": False,
             "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(temporary)},
             "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
         })
-        for rt in return_types():
-            for suite in build_suites(get_contract(rt)):
-                context.suites.add(suite)
         stored = 0
         for doc in latest_results(settings, limit):
             for suite in doc["suites"]:

@@ -324,6 +324,23 @@ def build_suites(contract: Contract) -> tuple[gx.ExpectationSuite, gx.Expectatio
     return values, ranges
 
 
+def suites_context():
+    """A new ephemeral GX context holding every contract's suites, and those suites by name."""
+    import logging
+
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX logs hundreds of INFO lines while it starts up; task logs should show our lines. One
+    # module sets its own logger to INFO (it names each context's temporary docs folder).
+    for name in ("great_expectations", "great_expectations.data_context.types.base"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suites = {suite.name: context.suites.add(suite)
+              for contract in load_contracts().values() for suite in build_suites(contract)}
+    return context, suites
+
+
 def suite_documents() -> dict[str, dict]:
     """Every suite as the JSON document GX stores, keyed by its path in the store (ids stripped).
 
