@@ -171,8 +171,11 @@ def test_a_disk_that_fills_during_ingest_is_said_clearly_and_the_next_run_comple
         folder = settings.archive_dir if status == "accepted" else settings.quarantine_dir
         assert kept.get(Path(stored).relative_to(folder.name).as_posix()) == waiting[path], path
     # One stored copy per file: the originals in archive/, and in quarantine/ the rejected
-    # original with its errors file and report.
-    assert sorted(archived.values()) == sorted(waiting[p] for p, s, _, _ in loads if s == "accepted")
+    # original with its errors file and report; beside each, its validation.json.
+    results = [name for name in (*archived, *quarantined) if name.endswith("/validation.json")]
+    assert len(results) == len(loads)
+    assert sorted(h for name, h in archived.items() if not name.endswith("/validation.json")) == \
+        sorted(waiting[p] for p, s, _, _ in loads if s == "accepted")
     rejected = [waiting[p] for p, s, _, _ in loads if s == "rejected"]
     assert sorted(h for h in quarantined.values() if h in waiting.values()) == sorted(rejected)
     assert _staged(settings) == []

@@ -3,8 +3,8 @@
 ``pkpi.gate.judge_many`` validates the waiting files of one return type and period together,
 so GX's cost per run (building its metric graph for every expectation) is paid once, not once
 per file. A partner relies on that never showing: the same rules, rows, columns, messages,
-values and order as the file judged alone, and nothing of another partner's file (a contact id
-another partner also used is not a duplicate).
+values and order as the file judged alone, the same GX results kept in its validation.json,
+and nothing of another partner's file (a contact id another partner also used is not a duplicate).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def _same(batched, alone) -> None:
     assert batched.problems == alone.problems  # rule, message, row, column, value, in order
     assert batched.notes == alone.notes
     assert batched.row_count == alone.row_count
+    assert batched.suites == alone.suites  # each file's own GX results (pkpi.gx_results)
     if alone.rows is None:
         assert batched.rows is None
     else:

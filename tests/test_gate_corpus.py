@@ -417,7 +417,7 @@ def test_bad_file_is_rejected_and_quarantined(corpus, case):
     folder = stored.parent
     assert folder.name == audit["load_id"]
     assert folder.is_relative_to(settings.quarantine_dir)
-    assert {p.name for p in folder.iterdir()} == {stored.name, "errors.csv", "report.html"}
+    assert {p.name for p in folder.iterdir()} == {stored.name, "errors.csv", "report.html", "validation.json"}
     assert not (settings.landing_dir / case.path).exists()
 
     # The errors file names exactly the rules broken, at the rows and columns broken.
@@ -459,6 +459,7 @@ def test_identifier_values_are_never_repeated(corpus, case):
     places = {
         "errors.csv": (folder / "errors.csv").read_text(encoding="utf-8"),
         "report.html": (folder / "report.html").read_text(encoding="utf-8"),
+        "validation.json": (folder / "validation.json").read_text(encoding="utf-8"),
         "audit message": str(audit["message"]),
         "notice email": "\n".join(_email_text(m) for m in _notices_for(corpus, case)),
         "logs": corpus.logs,

@@ -277,6 +277,7 @@ def test_identifier_value_is_never_repeated(run, case):
     places = {
         "errors.csv": (folder / "errors.csv").read_text(encoding="utf-8"),
         "report.html": (folder / "report.html").read_text(encoding="utf-8"),
+        "validation.json": (folder / "validation.json").read_text(encoding="utf-8"),
         "audit message": str(run.audit[_name(case)]["message"]),
         "notice email": "\n".join(_email_text(m) for m in notices),
         "logs": run.logs,

@@ -170,7 +170,7 @@ def test_an_entry_that_is_not_a_plain_file_is_refused_unread_with_its_own_rule(r
     assert not os.path.lexists(run.settings.landing_dir / relative)
     # ...and quarantine holds what the partner needs (the rule and what to do), no bytes at all.
     folder = (run.settings.data_dir / row["stored_path"]).parent
-    assert sorted(p.name for p in folder.iterdir()) == ["errors.csv", "report.html"]
+    assert sorted(p.name for p in folder.iterdir()) == ["errors.csv", "report.html", "validation.json"]
     errors = (folder / "errors.csv").read_text(encoding="utf-8")
     assert "not_regular_file" in errors and "Upload the file itself" in errors
 

@@ -81,7 +81,7 @@ def test_identifier_files_go_after_the_short_period_and_everything_after_the_lon
     sizes = {name: {p.name: p.stat().st_size for p in folder.iterdir()} for name, folder in folders.items()}
     before = snapshot(settings)
     assert loads[IDENTIFIERS]["error_rules"] == ["column_identifier"]
-    assert set(sizes[IDENTIFIERS]) == {"contacts.csv", "errors.csv", "report.html"}
+    assert set(sizes[IDENTIFIERS]) == {"contacts.csv", "errors.csv", "report.html", "validation.json"}
 
     # Day 29: nothing is due yet.
     assert apply_retention(settings, now=utc_now() + timedelta(days=29)).deletions == []
@@ -89,16 +89,16 @@ def test_identifier_files_go_after_the_short_period_and_everything_after_the_lon
 
     # Day 31: the file holding identifiers goes, with its errors file and report; the others stay.
     report = apply_retention(settings, now=utc_now() + timedelta(days=31))
-    assert {d.path.rsplit("/", 1)[1] for d in report.deleted} == {"contacts.csv", "errors.csv", "report.html"}
+    assert {d.path.rsplit("/", 1)[1] for d in report.deleted} == {"contacts.csv", "errors.csv", "report.html", "validation.json"}
     assert report.loads == {loads[IDENTIFIERS]["load_id"]}
     assert not folders[IDENTIFIERS].exists()
     assert not (settings.quarantine_dir / "contacts").exists()  # emptied folders are pruned
     assert folders[GOOD].is_dir() and folders[BAD].is_dir()
     rows = deletions(settings)
-    assert [(r["load_id"], r["why"], r["outcome"]) for r in rows] == [(loads[IDENTIFIERS]["load_id"], "identifiers", "deleted")] * 3
+    assert [(r["load_id"], r["why"], r["outcome"]) for r in rows] == [(loads[IDENTIFIERS]["load_id"], "identifiers", "deleted")] * 4
     assert {r["path"].rsplit("/", 1)[1]: r["bytes"] for r in rows} == sizes[IDENTIFIERS]
     assert all(r["path"].startswith("quarantine/contacts/ICB/") and r["deleted_at"] is not None for r in rows)
-    assert "deleted 3 file(s) of 1 load(s)" in report.summary()
+    assert "deleted 4 file(s) of 1 load(s)" in report.summary()
 
     # A run the next day finds nothing more to do: a deletion is recorded once.
     assert apply_retention(settings, now=utc_now() + timedelta(days=32)).deletions == []
@@ -108,7 +108,7 @@ def test_identifier_files_go_after_the_short_period_and_everything_after_the_lon
     assert report.loads == {loads[GOOD]["load_id"], loads[BAD]["load_id"]}
     assert {d.why for d in report.deletions} == {"retention"}
     assert list(settings.archive_dir.iterdir()) == [] and list(settings.quarantine_dir.iterdir()) == []
-    assert len(deletions(settings)) == 3 + 1 + 3
+    assert len(deletions(settings)) == 4 + 2 + 4
     # Only files went: every audit row of the loads and every raw row is still there.
     assert snapshot(settings) == before
 
@@ -151,14 +151,14 @@ def test_a_crash_between_recording_and_deleting_is_finished_by_the_next_run(sett
         apply_retention(settings, now=utc_now() + timedelta(days=31))
     # The intention was committed first: three rows, not yet done; the files are all still there.
     pending = deletions(settings)
-    assert len(pending) == 3 and all(r["deleted_at"] is None and r["outcome"] is None for r in pending)
-    assert folder.is_dir() and len(list(folder.iterdir())) == 3
+    assert len(pending) == 4 and all(r["deleted_at"] is None and r["outcome"] is None for r in pending)
+    assert folder.is_dir() and len(list(folder.iterdir())) == 4
 
     monkeypatch.undo()
     report = apply_retention(settings, now=utc_now() + timedelta(days=31))
-    assert len(report.deleted) == 3 and not folder.exists()
+    assert len(report.deleted) == 4 and not folder.exists()
     done = deletions(settings)
-    assert len(done) == 3 and all(r["deleted_at"] is not None and r["outcome"] == "deleted" for r in done)
+    assert len(done) == 4 and all(r["deleted_at"] is not None and r["outcome"] == "deleted" for r in done)
 
 
 def test_deleting_never_follows_a_link_or_leaves_archive_and_quarantine(settings, tmp_path):
@@ -208,12 +208,12 @@ def test_pkpi_retention_says_what_it_deleted(settings, monkeypatch, capsys):
 
     assert main(["retention", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "dry run, nothing deleted" in out and "3 file(s) of 1 load(s)" in out
+    assert "dry run, nothing deleted" in out and "4 file(s) of 1 load(s)" in out
     assert load_folder(settings, loads[IDENTIFIERS]).is_dir()
 
     assert main(["retention"]) == 0
     out = capsys.readouterr().out
-    assert "Retention: deleted 3 file(s) of 1 load(s)" in out
+    assert "Retention: deleted 4 file(s) of 1 load(s)" in out
     assert f"deleted quarantine/contacts/ICB/{MONTH}/{loads[IDENTIFIERS]['load_id']}/errors.csv" in out
     assert "Smith" not in out  # what is printed names files, never their contents
     assert not load_folder(settings, loads[IDENTIFIERS]).exists()

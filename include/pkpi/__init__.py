@@ -6,4 +6,9 @@ Every stage is a plain function here, called the same way by the ``pkpi`` comman
 the Airflow DAGs.
 """
 
+import os
+
+# Never phone home from a safeguarding system: set before any pkpi module imports Great Expectations.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
 __version__ = "0.1.0"

@@ -41,7 +41,7 @@ from .dbt_contracts import contract_vars
 from .disclosure import store_decisions
 from .disclosure.rules import dbt_var as disclosure_rules
 from .faults import checkpoint
-from .files import make_dir, remove_paths, restrictive_umask, secure_tree
+from .files import make_dir, remove_paths, replace_folder, restrictive_umask, secure_tree
 from .periods import parse_month
 from .progress import Progress, progress
 from .publish import PublishResult, publish
@@ -459,19 +459,9 @@ def generate_docs(settings: Settings) -> Path:
         shutil.copyfile(target_dir / "static_index.html", temporary / "index.html")
         for name in DOCS_FILES[1:]:
             shutil.copyfile(target_dir / name, temporary / name)
-        _replace_atomically(temporary, site)
+        replace_folder(temporary, site)
     finally:
         remove_paths((temporary,))
     secure_tree(settings, site)
     log.info("dbt documentation written to %s", site / "index.html")
     return site
-
-
-def _replace_atomically(temporary: Path, final: Path) -> None:
-    """Move a finished folder into place (the old one aside first, then removed)."""
-    old = final.with_name(final.name + ".old")
-    remove_paths((old,))
-    if final.exists():
-        final.rename(old)
-    temporary.rename(final)
-    remove_paths((old,))

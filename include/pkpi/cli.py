@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("retention", help="delete archived and quarantined originals whose retention period has ended")
     rt.add_argument("--dry-run", action="store_true", help="only list what is due; delete and record nothing")
     sub.add_parser("suites", help="write the GX expectation suites derived from the contracts")
-    sub.add_parser("docs", help="write the partner pages, GX suites and dbt raw sources from the contracts, and the dbt docs site")
+    sub.add_parser("docs", help="write the partner pages, GX suites and dbt raw sources from the contracts, "
+                   "the dbt docs site and GX Data Docs of the latest returns")
     return p
 
 
@@ -224,12 +225,14 @@ def _cmd_docs(args, settings: Settings) -> int:
 
     from .build import generate_docs
     from .dbt_contracts import write_raw_sources
+    from .gx_docs import build_data_docs
 
     for path in write_partner_docs(settings.project_dir / "docs" / "returns"):
         print(path)
     _cmd_suites(args, settings)
     print(write_raw_sources(settings.dbt_project_dir))  # before the site, which documents them
     print(f"dbt docs site: {generate_docs(settings) / 'index.html'}")
+    print(f"GX Data Docs: {build_data_docs(settings)}")
     return 0
 
 

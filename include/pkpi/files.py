@@ -380,6 +380,17 @@ def remove_paths(paths) -> None:
             path.unlink()
 
 
+def replace_folder(finished: Path, final: Path) -> None:
+    """Put a finished folder (built beside ``final``) in place of ``final``: the old one is
+    renamed aside first, then removed, so a reader finds the old folder or the new one whole."""
+    old = final.with_name(final.name + ".old")
+    remove_paths((old,))
+    if final.exists():
+        final.rename(old)
+    finished.rename(final)
+    remove_paths((old,))
+
+
 INGEST_LOCK_NAME = "ingest.lock"
 
 

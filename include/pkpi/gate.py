@@ -13,7 +13,6 @@ after another, and gives every file exactly the verdict :func:`judge` gives it a
 from __future__ import annotations
 
 import logging
-import os
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -29,14 +28,13 @@ import pandas as pd
 from .landing import IN_PROGRESS_SUFFIXES, is_in_progress  # noqa: F401  (shared with the sensor)
 from .contracts import Contract, get_contract, looks_like_identifier, return_types
 from .gx_duckdb import close_source, fresh_run
+from .gx_results import per_file
 from .identifiers import ID_KINDS, identifier_kind
 from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
-from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names
-
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # never phone home from a safeguarding system
+from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names, suites_context
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +70,7 @@ class Verdict:
     rows: pd.DataFrame | None = None  # typed rows ready to load, when accepted
     row_count: int | None = None
     notes: list[str] = field(default_factory=list)
+    suites: list[dict] | None = None  # each GX suite's result on the file's cells (pkpi.gx_results)
 
     @property
     def accepted(self) -> bool:
@@ -299,14 +298,7 @@ in the frame); GX's pandas engine names rows by the frame's index."""
 def _gx_context():
     """One ephemeral GX context per process, with each contract's suites registered once; both
     runners validate with them."""
-    import great_expectations as gx  # quietened by pkpi.suites, imported above (pkpi.gx_logging)
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    suites = {suite.name: context.suites.add(suite)
-              for rt in return_types() for suite in build_suites(get_contract(rt))}
-    return context, suites
+    return suites_context()
 
 
 @lru_cache(maxsize=1)
@@ -497,6 +489,13 @@ def _exception_message(info: dict | None) -> str | None:
     return None
 
 
+def _positions(result) -> list[int]:
+    """The positions in the validated frame of the rows an expectation result names as failing."""
+    # GX's pandas engine names a row by its index, the SQL engine by a dict of its index columns.
+    return [row[ROW_INDEX] if isinstance(row, dict) else row
+            for row in (result.result or {}).get("unexpected_index_list") or ()]
+
+
 def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]) -> list[tuple[int, Problem]]:
     """Each failing cell's problem, with its position in ``original`` (which file it is in, when
     several files were validated together)."""
@@ -513,9 +512,7 @@ def _problems_from(results: list, original: pd.DataFrame, source_rows: list[int]
         if r.success:
             continue
         column = meta.get("column")
-        # GX's pandas engine names a row by its index, the SQL engine by a dict of its index columns.
-        for row in r.result["unexpected_index_list"]:
-            index = row[ROW_INDEX] if isinstance(row, dict) else row
+        for index in _positions(r):
             value = original.at[index, column] if column in original.columns else None
             problems.append((index, Problem(meta["rule"], meta["message"], row=source_rows[index],
                                             column=column, value=_shown(value, meta["rule"]))))
@@ -651,9 +648,9 @@ def _batches(checked: list[_Checked], reference: Reference) -> list[list[_Checke
     return out
 
 
-def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Problem], pd.DataFrame | None]]:
+def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Problem], pd.DataFrame | None, list[dict]]]:
     """Run both suites once over the rows of every file of ``batch``, one file after another;
-    each file's problems (in the order judging it alone gives them) and typed rows."""
+    each file's problems (in the order judging it alone gives them), typed rows and suite results."""
     first = batch[0]
     contract = first.contract
     if len(batch) == 1:
@@ -664,9 +661,14 @@ def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Pr
     original, text, typed = _frames_of(columns, contract, reference)
     values_suite, ranges_suite = suite_names(contract)
     runner = _runner(len(original))
-    found = _problems_from(runner.run(values_suite, text, first.parameters), original, source_rows)
-    found += _problems_from(runner.run(ranges_suite, typed, first.parameters), original, source_rows)
     ends = list(accumulate(len(b.source_rows) for b in batch))
+    found: list[tuple[int, Problem]] = []
+    suites: list[list[dict]] = [[] for _ in batch]
+    for name, frame in ((values_suite, text), (ranges_suite, typed)):
+        results = runner.run(name, frame, first.parameters)
+        found += _problems_from(results, original, source_rows)
+        for n, result in enumerate(per_file(name, results, [_positions(r) for r in results], ends, source_rows)):
+            suites[n].append(result)
     problems: list[list[Problem]] = [[] for _ in batch]
     for index, problem in found:
         problems[bisect_right(ends, index)].append(problem)
@@ -685,14 +687,15 @@ def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Pr
             size = ends[n] - starts[n]
             rows[n] = together.iloc[offset:offset + size].reset_index(drop=True)
             offset += size
-    return list(zip(problems, rows))
+    return list(zip(problems, rows, suites))
 
 
-def _finish(item: _Checked, validated: tuple[list[Problem], pd.DataFrame | None]) -> Verdict:
-    problems, rows = validated
+def _finish(item: _Checked, validated: tuple[list[Problem], pd.DataFrame | None, list[dict]]) -> Verdict:
+    problems, rows, suites = validated
     problems.sort(key=lambda p: (p.row or 0, p.column or "", p.rule))
     verdict = item.verdict
     verdict.problems = one_problem_per_cell(problems)
+    verdict.suites = suites
     if not verdict.problems:
         verdict.rows = rows
     return verdict

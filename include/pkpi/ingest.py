@@ -7,6 +7,8 @@ What happens to each file (docs/returns/README.md, section 4, as partners read i
   leaves nothing), then the original bytes are archived and the file leaves landing;
 * rejected: the original bytes go to quarantine beside ``errors.csv`` and ``report.html``, the
   audit row says why, and the partner's data contact is told;
+* either way its Great Expectations result is kept beside the copy (``validation.json``,
+  :mod:`pkpi.gx_results`);
 * the same bytes as the return's current accepted version: recorded as a duplicate, not loaded;
 * a later accepted file for the same return supersedes the earlier one (the mart takes the
   latest); nothing is deleted, so the history stays in raw and audit.
@@ -57,7 +59,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import landing, settling
+from . import gx_results, landing, settling
 from .contracts import get_contract
 from .errors import PkpiError, is_disk_full
 from .faults import checkpoint
@@ -378,12 +380,26 @@ def _safe_key(key: ReturnKey) -> ReturnKey:
     return ReturnKey(*(None if v is None else safe_name(v) for v in (key.return_type, key.partner_code, key.period)))
 
 
+SIDE_FILES = ("errors.csv", "report.html", gx_results.VALIDATION_FILE)
+"""What the platform writes beside a stored copy."""
+
+
 def _stored_name(name: str) -> str:
-    """The name the archived or quarantined copy gets: the partner's, made safe, short enough."""
+    """The name the archived or quarantined copy gets: the partner's, made safe, short enough,
+    and never the name of a file written beside it (a partner may send back errors.csv)."""
     shown = safe_name(name)
     while len(shown.encode("utf-8")) > 200:
         shown = safe_name(shown, limit=len(shown) - 10)
-    return shown
+    return f"original-{shown}" if shown.lower() in SIDE_FILES else shown
+
+
+def _write_validation(folder: Path, base: dict, verdict: Verdict) -> None:
+    """The file's validation.json, into its staging folder (pkpi.gx_results)."""
+    gx_results.write(folder, gx_results.document(
+        load_id=base["load_id"], return_type=base["return_type"], partner_code=base["partner_code"],
+        period=base["period"], file_name=base["file_name"], validated_at=base["validated_at"],
+        outcome="accepted" if verdict.accepted else "rejected", problems=verdict.problems,
+        suites=verdict.suites))
 
 
 def ingest_file(settings: Settings, path: Path, reference: Reference,
@@ -512,6 +528,7 @@ def _accept(settings: Settings, writer: _Writer, reference: Reference, entry: La
     place = settling.placement(settings.archive_dir, _folder(settings.archive_dir, verdict, load_id), load_id)
     with settling.staging(settings, place) as folder:
         _write_original(folder / name, content, mtime)
+        _write_validation(folder, base, verdict)
     stored = _relative(place.stored(name), settings.data_dir)
     receipt = _receipt(settings, reference, base, key, verdict)
     con = writer.connection()
@@ -567,6 +584,7 @@ def _reject(settings: Settings, writer: _Writer, reference: Reference, entry: La
     report = _report(settings, reference, base, key, problems)
     with settling.staging(settings, place) as folder:
         written = write_quarantine(folder, _stored_name(entry.name), content, problems, report)
+        _write_validation(folder, base, verdict)
     stored = _relative(place.stored(written.name), settings.data_dir)
     summary = audit_message(problems)
     checksum = base["checksum_sha256"]

@@ -103,14 +103,13 @@ def write_quarantine(folder: Path, file_name: str, content: "bytes | Callable[[B
                      problems: list[Problem], report: str) -> Path:
     """Put the original bytes, the errors file and the report side by side; returns the copy.
 
+    ``file_name`` is never errors.csv or report.html (pkpi.ingest names the copy).
+
     ``content`` may instead be a function that writes the original into an open file (one too
     large to hold in memory), or None when nothing was read (a link, a pipe...): then only the
     errors file and the report are written, and the report's path is returned.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    # A partner may send back a file called errors.csv or report.html: keep its bytes apart.
-    if file_name.lower() in ("errors.csv", "report.html"):
-        file_name = f"original-{file_name}"
     original = folder / file_name
     if content is None:
         original = folder / "report.html"

@@ -4,8 +4,9 @@ Every file the ingest gives an outcome (accepted, duplicate or rejected) goes th
 ordered steps; each leaves a state the next run recognises (the checkpoint names are those of
 :mod:`pkpi.faults`)::
 
-    stage      the stored copy is written under <area>/.staging/<load_id>/ (the original bytes;
-               for a rejection also errors.csv and report.html), flushed to disk   -> ingest.staged
+    stage      the stored copy is written under <area>/.staging/<load_id>/ (the original bytes
+               and validation.json; for a rejection also errors.csv and report.html), flushed
+               to disk                                                            -> ingest.staged
     commit     one warehouse transaction: the rows, the audit row, the partner's notice in the
                outbox (pkpi.mailer.queue) and an audit.unsettled_loads row saying what is left
                                                                                   -> ingest.committed

@@ -328,6 +328,18 @@ def build_suites(contract: Contract) -> tuple[gx.ExpectationSuite, gx.Expectatio
     return values, ranges
 
 
+def suites_context():
+    """A new ephemeral GX context holding every contract's suites, and those suites by name."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    # GX's start-up lines are quietened by pkpi.gx_logging, at the top of this module.
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    suites = {suite.name: context.suites.add(suite)
+              for contract in load_contracts().values() for suite in build_suites(contract)}
+    return context, suites
+
+
 def suite_documents() -> dict[str, dict]:
     """Every suite as the JSON document GX stores, keyed by its path in the store (ids stripped).
 

@@ -23,6 +23,7 @@ that list. For every file the test put in landing (:class:`Dropped`):
 * the original bytes kept exactly once, at the audit row's ``stored_path`` (sha256 equal), and
   no other copy of them in archive or quarantine than the audit rows account for; a rejected
   file has its ``errors.csv`` and ``report.html`` beside it; a link has no copy of anything;
+* ``validation.json`` beside every copy, naming the load and the gate's outcome;
 * nothing left in landing once it has an outcome;
 * each rejection notice (and, with receipts on, each receipt) received exactly once by the
   partner's data contact on the loopback SMTP server (:mod:`support.smtp`), and no message
@@ -57,6 +58,7 @@ import duckdb
 import pytest
 
 from pkpi.faults import CRASH_EXIT_CODE
+from pkpi.gx_results import VALIDATION_FILE
 from pkpi.settings import Settings
 from support.returns import make_reference
 
@@ -397,6 +399,17 @@ def _received(server) -> list[tuple[str, list[str], str]]:
     return out
 
 
+def _validation_problems(what: str, row: dict, path: Path) -> list[str]:
+    """What is wrong with the validation.json beside a load's copy (pkpi.gx_results); [] when nothing."""
+    if not path.is_file():
+        return [f"{what}: {path.name} is missing beside its copy"]
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    outcome = "rejected" if row["status"] == "rejected" else "accepted"  # a duplicate passed the gate
+    if (doc["load_id"], doc["outcome"]) != (row["load_id"], outcome):
+        return [f"{what}: {path.name} says {doc['outcome']} {doc['load_id']}, the audit {row['status']} {row['load_id']}"]
+    return []
+
+
 def crash_problems(settings: Settings, dropped: Iterable[Dropped], *, smtp=None,
                    scorecards: dict[str, Iterable[str]] | None = None, published: bool = False,
                    clean: Settings | None = None, uncertain_ok: bool = False) -> list[str]:
@@ -459,6 +472,8 @@ def crash_problems(settings: Settings, dropped: Iterable[Dropped], *, smtp=None,
                     if not (full.parent / beside).is_file():
                         problems.append(f"{what}: rejected, but {full.parent.relative_to(settings.data_dir)}/"
                                         f"{beside} is missing")
+            if path not in deleted:
+                problems += _validation_problems(what, row, full.parent / VALIDATION_FILE)
 
         # Every copy of a dropped file's bytes is one an audit row accounts for, once.
         for checksum in {d.checksum for d in dropped if d.content is not None}:
