@@ -116,10 +116,53 @@ class Docker:
         return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def reap_abandoned(parent: Path) -> None:
+    """Stop and delete the daemons (and their containers) of earlier test runs that were killed
+    before they could: a root whose owning process is gone. Running again is the recovery."""
+    for root in sorted(parent.glob("pkpi-dockerd-*")):
+        owner = _read_pid(root / "owner.pid")
+        if root.name.endswith(".deleting") or owner is None or _alive(owner):
+            continue
+        daemon = _read_pid(root / "dockerd.pid")
+        if daemon and _alive(daemon):
+            _log(f"stopping the Docker daemon an interrupted run left in {root}")
+            env = {**os.environ, "DOCKER_HOST": f"unix://{root / 'docker.sock'}"}
+            ids = subprocess.run([docker_client(), "ps", "-q"], env=env, capture_output=True, text=True,
+                                 timeout=60).stdout.split()
+            if ids:
+                subprocess.run([docker_client(), "kill", *ids], env=env, capture_output=True, timeout=120)
+            os.kill(daemon, signal.SIGTERM)
+            deadline = time.monotonic() + 60
+            while _alive(daemon) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if _alive(daemon):
+                os.kill(daemon, signal.SIGKILL)
+        _remove_root(root)
+
+
 @contextmanager
 def private_dockerd(root: Path) -> Iterator[Docker]:
     """Start dockerd with everything under ``root``; stop it by its process id afterwards."""
+    reap_abandoned(root.parent)
     root.mkdir(parents=True, exist_ok=True)
+    (root / "owner.pid").write_text(str(os.getpid()))
     docker = Docker(root)
     docker.env = {**os.environ, "DOCKER_HOST": f"unix://{docker.socket}", "DOCKER_BUILDKIT": "1"}
     log = open(root / "dockerd.log", "wb")
@@ -156,7 +199,10 @@ def _remove_root(root: Path) -> None:
         subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
     # Gigabytes of layers: renamed out of the way at once, deleted by a process of its own.
     trash = root.with_name(root.name + ".deleting")
-    root.rename(trash)
+    try:
+        root.rename(trash)
+    except FileNotFoundError:
+        return
     subprocess.Popen(["rm", "-rf", str(trash)], start_new_session=True,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
