@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .airflow.names import TIMEZONE, ingest_frequency
+from .schedule import TIMEZONE, ingest_frequency
 from .contracts import ID_CHARACTERS, Column, Contract, load_contracts
 from .identifiers import FALSE_POSITIVES
 from .reference import Reference
