@@ -53,10 +53,12 @@ demo: airflow-init
 	$(BIN)/python -m pkpi.airflow.dags_test partnership_monthly $(DEMO_LOGICAL_DATE) --log $(AIRFLOW_HOME)/demo-run.log
 	$(BIN)/pkpi demo --summary
 
-# Two workers (CI has two cores); a test file's tests stay on one worker, so its module fixtures
-# (a dbt build, one ingest run of a whole corpus) are built once. Files start in collection
-# order, the slowest first (SLOW_FILES in tests/conftest.py), not xdist's most-tests-first.
-PYTEST_WORKERS ?= 2
+# Three workers on CI's two cores: the stack test (tests/test_stack.py) holds one for its whole
+# run while mostly waiting on containers, whose work the other two share the cores with. A test
+# file's tests stay on one worker, so its module fixtures (a dbt build, one ingest run of a whole
+# corpus) are built once. Files start in collection order, the slowest first (SLOW_FILES in
+# tests/conftest.py), not xdist's most-tests-first.
+PYTEST_WORKERS ?= 3
 test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
