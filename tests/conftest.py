@@ -35,8 +35,7 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 # file collected last would leave the other core idle while it ends: these are collected first
 # and the short files fill in around them (longest processing time first).
 SLOW_FILES = (
-    "test_stack.py",  # the compose stack: ~6 min warm, ~12 min with images built from nothing
-    "test_airflow_scheduler.py",  # a real scheduler, DAG processor and API server: ~200 s set-up
+    "test_stack.py",  # the compose stack: ~5 min alone and warm, ~10 min in a cold, busy run
     "test_doc_snippets.py",  # ~160 s of CPU: three `pkpi run`s, a scorecard and a dbt build, as printed
     "test_gate_batch.py",  # ~100 s in one test
     "test_delivery_exactly_once.py",  # ~110 s of CPU: a scorecard rendered for each send
