@@ -297,7 +297,11 @@ in the frame); GX's pandas engine names rows by the frame's index."""
 @lru_cache(maxsize=1)
 def _gx_context():
     """One ephemeral GX context per process, with each contract's suites registered once; both
-    runners validate with them."""
+    runners validate with them, with GX reading each expectation's arguments once per call
+    (pkpi.gx_expectations)."""
+    from .gx_expectations import read_configuration_once
+
+    read_configuration_once()
     return suites_context()
 
 

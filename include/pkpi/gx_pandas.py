@@ -11,7 +11,8 @@ tests/test_gx_pandas.py fails if a GX upgrade moves or renames what this relies 
 from __future__ import annotations
 
 SUPPORTED_GX = ((1, 24), (1, 25))
-"""The GX versions pkpi.gx_pandas and pkpi.gx_duckdb were checked with: from 1.24 up to, not including, 1.25."""
+"""The GX versions pkpi.gx_pandas, pkpi.gx_duckdb and pkpi.gx_expectations were checked with: from 1.24
+up to, not including, 1.25."""
 
 
 def gx_version() -> tuple[int, int]:
