@@ -1,5 +1,5 @@
 """Long work shows progress to a person at a terminal and nothing to a log (pkpi.progress), and
-pkpi's log says what matters: no Great Expectations start-up chatter (pkpi.gx_logging), and a run
+pkpi's log says what matters: no Great Expectations start-up chatter (pkpi.quiet_logs), and a run
 ends with one line per file (pkpi.ingest).
 
 Real `pkpi` processes throughout: one with its stderr on a pseudo-terminal (Python's pty), as a

@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import EXIT_FAILED, PkpiError, UserError, classify, says_disk_full
 from .files import secure_entry_point
 from .periods import PeriodError, parse_month
+from .quiet_logs import quiet_third_party
 from .settings import Settings
 
 DEMO_PERIOD = "2026-03"
@@ -249,8 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("dbt", "matplotlib", "fontTools"):  # GX's: pkpi.gx_logging
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_third_party()
     # A log handler that cannot write (dbt.log on a full disk) must not print Python's
     # "--- Logging error ---" traceback for every line: the failure itself is reported below.
     logging.raiseExceptions = False

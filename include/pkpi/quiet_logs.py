@@ -1,11 +1,18 @@
-"""Great Expectations' own log lines, kept out of pkpi's.
+"""Other projects' log lines, kept out of pkpi's: the one home for which loggers are quietened.
 
-GX logs at INFO while it is imported and started: hundreds of "Skipping registering function
-..." lines from its API-documentation decorators, "Multiple declarations of metric ..." and,
-for every context, "Created temporary directory ... for ephemeral docs site". In an Airflow task
-log (Airflow logs INFO and above) they buried the gate's own lines. :func:`quiet_great_expectations`
-runs before GX is first imported (at the top of pkpi.suites, which every module that validates
-imports first), so its warnings and errors still show and nothing else does.
+Great Expectations logs at INFO while it is imported and started: hundreds of "Skipping
+registering function ..." lines from its API-documentation decorators, "Multiple declarations
+of metric ..." and, for every context, "Created temporary directory ... for ephemeral docs
+site". fontTools logs about 75 INFO lines each time the scorecard's PDF subsets a font; dbt and
+matplotlib have their own chatter. In an Airflow task log (Airflow logs INFO and above) they
+buried the platform's own lines.
+
+- :func:`quiet_great_expectations` runs before GX is first imported (at the top of pkpi.suites,
+  which every module that validates imports first).
+- :func:`quiet_third_party` is called by every entry point, the command line (pkpi.cli) and
+  every Airflow task (pkpi.airflow.tasks.task_settings), and quietens them all.
+
+Their warnings and errors still show; nothing else of theirs does.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 import logging
 
 GX_LOGGER = "great_expectations"
+OTHERS = ("dbt", "matplotlib", "fontTools")
+"""The other projects' loggers, quietened to warnings at each entry point."""
 
 SETS_ITS_OWN_LEVEL = ("great_expectations.data_context.types.base",)
 """GX loggers that set their own level to INFO as they are imported: a level set on the parent
@@ -32,3 +41,10 @@ def quiet_great_expectations() -> None:
     logging.getLogger(GX_LOGGER).setLevel(logging.WARNING)
     for name in SETS_ITS_OWN_LEVEL:
         logging.getLogger(name).addFilter(_WARNINGS_AND_ABOVE)  # addFilter adds it once
+
+
+def quiet_third_party() -> None:
+    """Let only warnings and errors through from GX and :data:`OTHERS`; safe to call again."""
+    quiet_great_expectations()
+    for name in OTHERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -25,7 +25,7 @@ from typing import ClassVar, List
 
 import pandas as pd
 
-from .gx_logging import quiet_great_expectations
+from .quiet_logs import quiet_great_expectations
 
 quiet_great_expectations()  # before GX's first import, which logs hundreds of lines
 import great_expectations as gx  # noqa: E402
@@ -332,7 +332,7 @@ def suites_context():
     """A new ephemeral GX context holding every contract's suites, and those suites by name."""
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # GX's start-up lines are quietened by pkpi.gx_logging, at the top of this module.
+    # GX's start-up lines are quietened by pkpi.quiet_logs, at the top of this module.
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     suites = {suite.name: context.suites.add(suite)

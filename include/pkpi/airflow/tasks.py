@@ -28,11 +28,14 @@ def task_settings() -> Settings:
     """The settings a task runs with: the environment, plus Airflow's ``smtp_default``
     connection for mail when no ``PKPI_SMTP_HOST`` is set (see :mod:`pkpi.airflow.smtp`).
 
-    Every task calls it first, so it is also the tasks' entry point for file modes: it sets the
-    task process's umask and tightens the data folder (pkpi.files.secure_entry_point).
+    Every task calls it first, so it is also the tasks' entry point for file modes (it sets the
+    task process's umask and tightens the data folder: pkpi.files.secure_entry_point) and for
+    logs (other projects' INFO lines are kept out of the task log: pkpi.quiet_logs).
     """
     from ..files import secure_entry_point
+    from ..quiet_logs import quiet_third_party
 
+    quiet_third_party()
     settings = with_airflow_smtp(Settings.from_env())
     secure_entry_point(settings)
     return settings
