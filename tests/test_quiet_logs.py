@@ -54,7 +54,8 @@ def test_an_airflow_task_keeps_their_info_lines_out_and_their_warnings_in(chatty
     task_settings()
     caplog.set_level(logging.INFO)
     _subset_a_font()
-    assert [r for r in caplog.records if r.name.startswith("fontTools")] == []
+    # fontTools may still warn (a table it cannot subset): warnings are for reading.
+    assert [r for r in caplog.records if r.name.startswith("fontTools") and r.levelno < logging.WARNING] == []
     for name in QUIETENED:
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
         assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
