@@ -1185,18 +1185,26 @@ INCREMENTAL_INTERMEDIATE = (
 )
 
 
-def test_an_incremental_build_equals_a_full_rebuild_in_every_mart_table(built, tmp_path):
+@pytest.fixture(scope="module")
+def stepped(built, tmp_path_factory):
+    """A copy of the fixture after a third incremental step (:func:`loads_step_three`), and a
+    full rebuild of a copy of that: the rebuild both tests below compare with is built once."""
+    settings = _copy_warehouse(built["settings"], tmp_path_factory.mktemp("incremental"))
+    write_loads(settings, loads_step_three())
+    assert build_mart(settings, publish_after=False).ok
+    rebuilt = _copy_warehouse(settings, tmp_path_factory.mktemp("rebuilt"))
+    assert build_mart(rebuilt, full_refresh=True, publish_after=False).ok
+    return settings, rebuilt
+
+
+def test_an_incremental_build_equals_a_full_rebuild_in_every_mart_table(built, stepped):
     """The fixture was built in two steps (the second incremental, with late arrivals and a
     resubmission); a third incremental step on a copy adds a late resubmission of an old month
     that changes a later month's re-referral rate, and a late return for an old month. Rebuilt
     from scratch, every mart table and every incremental KPI table holds exactly the same rows:
     the KPI tables, the scorecard and the stored disclosure decisions as well as the facts. The
     third step computes only the months it touched again."""
-    settings = _copy_warehouse(built["settings"], tmp_path / "incremental")
-    write_loads(settings, loads_step_three())
-    assert build_mart(settings, publish_after=False).ok
-    rebuilt = _copy_warehouse(settings, tmp_path / "rebuilt")
-    assert build_mart(rebuilt, full_refresh=True, publish_after=False).ok
+    settings, rebuilt = stepped
     with duckdb.connect() as con:
         con.execute(f"attach '{settings.warehouse_path}' as incremental (read_only)")
         con.execute(f"attach '{rebuilt.warehouse_path}' as rebuilt (read_only)")
@@ -1213,12 +1221,14 @@ def test_an_incremental_build_equals_a_full_rebuild_in_every_mart_table(built, t
     _assert_same_rows(settings, rebuilt)
 
 
-def test_a_spine_that_shrinks_leaves_no_scorecard_month_behind(built, tmp_path):
+def test_a_spine_that_shrinks_leaves_no_scorecard_month_behind(stepped, tmp_path):
     """A build for a reporting month far ahead (the monthly DAG's scheduled run after a long
     pause) stretches the spine a financial year further; the next build without it shrinks the
     spine back. The months it dropped lose their scorecard rows (dbt's tests that the scorecard
-    agrees with kpi_values and dim_month pass), and the result equals a full rebuild."""
-    settings = _copy_warehouse(built["settings"], tmp_path / "incremental")
+    agrees with kpi_values and dim_month pass), and the result equals a full rebuild of the same
+    returns (the one of ``stepped``: the builds here change the spine, never the returns)."""
+    settings, rebuilt = stepped
+    settings = _copy_warehouse(settings, tmp_path / "incremental")
     assert build_mart(settings, period="2025-10", publish_after=False).ok
     with connect(settings, read_only=True) as con:
         assert con.execute("select count(*) from mart.scorecard where period = '2025-10'").fetchone()[0] > 0
@@ -1226,8 +1236,6 @@ def test_a_spine_that_shrinks_leaves_no_scorecard_month_behind(built, tmp_path):
     with connect(settings, read_only=True) as con:
         assert con.execute("select max(month) from mart.dim_month").fetchone()[0] == "2025-03"
         assert con.execute("select count(*) from mart.scorecard where period > '2025-03'").fetchone()[0] == 0
-    rebuilt = _copy_warehouse(settings, tmp_path / "rebuilt")
-    assert build_mart(rebuilt, full_refresh=True, publish_after=False).ok
     _assert_same_rows(settings, rebuilt)
 
 
