@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pkpi import gx_duckdb
+from pkpi import gx_duckdb, gx_pandas
 from pkpi.contracts import ID_REGEX
 from pkpi.suites import DECIMAL_REGEX, FORMULA_REGEX, INTEGER_REGEX, ISO_DATE_REGEX
 
@@ -35,7 +35,7 @@ def test_gx_still_keeps_one_connection_only_for_the_listed_dialects():
 
 
 def test_an_unchecked_gx_version_is_refused_with_what_to_do(monkeypatch):
-    monkeypatch.setattr(gx_duckdb, "gx_version", lambda: (1, 99))
+    monkeypatch.setattr(gx_pandas, "gx_version", lambda: (1, 99))  # the one check (require_checked_gx)
     with pytest.raises(RuntimeError, match="widen SUPPORTED_GX"):
         gx_duckdb.install()
 

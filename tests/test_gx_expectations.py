@@ -64,6 +64,6 @@ def test_no_expectation_class_overrides_what_is_replaced(expectations):
 
 def test_an_unchecked_gx_version_is_refused_with_what_to_do(monkeypatch):
     monkeypatch.setattr(gx_expectations, "ORIGINALS", {})
-    monkeypatch.setattr(gx_expectations, "gx_version", lambda: (1, 99))
+    monkeypatch.setattr(gx_pandas, "gx_version", lambda: (1, 99))  # the one check (require_checked_gx)
     with pytest.raises(RuntimeError, match="widen SUPPORTED_GX"):
         gx_expectations.read_configuration_once()

@@ -33,7 +33,7 @@ import sys
 from collections.abc import Callable
 
 # Both compatibility layers were checked against the same GX versions: one pin.
-from .gx_pandas import SUPPORTED_GX, gx_version
+from .gx_pandas import require_checked_gx
 
 DIALECT = "duckdb"
 
@@ -82,17 +82,12 @@ def install() -> None:
     import sqlalchemy as sa
     from great_expectations.execution_engine import sqlalchemy_execution_engine as engine
 
-    low, high = SUPPORTED_GX
     modules = [importlib.import_module(name) for name in REGEX_MODULES]
-    if (not low <= gx_version() < high or not hasattr(engine, "_PERSISTED_CONNECTION_DIALECTS")
-            or not all(hasattr(m, "get_dialect_regex_expression") for m in modules)):
-        raise RuntimeError(
-            f"pkpi.gx_duckdb was checked with Great Expectations {low[0]}.{low[1]}.x, not "
-            f"{'.'.join(map(str, gx_version()))}: check that the SQL engine still keeps one "
-            "connection for the dialects in _PERSISTED_CONNECTION_DIALECTS and still builds "
-            "regular expressions with get_dialect_regex_expression (tests/test_gx_duckdb.py), "
-            "then widen SUPPORTED_GX."
-        )
+    require_checked_gx(
+        "pkpi.gx_duckdb",
+        hasattr(engine, "_PERSISTED_CONNECTION_DIALECTS") and all(hasattr(m, "get_dialect_regex_expression") for m in modules),
+        "the SQL engine still keeps one connection for the dialects in _PERSISTED_CONNECTION_DIALECTS "
+        "and still builds regular expressions with get_dialect_regex_expression (tests/test_gx_duckdb.py)")
     if DIALECT not in engine._PERSISTED_CONNECTION_DIALECTS:
         engine._PERSISTED_CONNECTION_DIALECTS = (*engine._PERSISTED_CONNECTION_DIALECTS, _DuckDBDialect(DIALECT))
     for module in modules:

@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .gx_pandas import SUPPORTED_GX, gx_version
+from .gx_pandas import require_checked_gx
 
 logger = logging.getLogger("great_expectations.expectations.expectation")  # where GX says it
 
-# What the replaced methods must still look like (tests/test_gx_expectations.py) before they
-# are replaced.
+# The methods replaced, each by the function of the same name below.
 REPLACED = ("_get_domain_kwargs", "_get_success_kwargs", "_get_success_kwarg", "_get_runtime_kwargs")
 ORIGINALS: dict[str, Any] = {}
 """GX's own methods, kept when replaced, so tests/test_gx_expectations.py can compare."""
@@ -36,13 +35,9 @@ def read_configuration_once() -> None:
     from great_expectations.exceptions import InvalidExpectationKwargsError
     from great_expectations.expectations.expectation import Expectation, parse_result_format
 
-    low, high = SUPPORTED_GX
-    if not low <= gx_version() < high or not all(hasattr(Expectation, name) for name in REPLACED):
-        raise RuntimeError(
-            f"pkpi.gx_expectations was checked with Great Expectations {low[0]}.{low[1]}.x, not "
-            f"{'.'.join(map(str, gx_version()))}: check that Expectation's {', '.join(REPLACED)} still "
-            "do what the replacements do (tests/test_gx_expectations.py), then widen SUPPORTED_GX."
-        )
+    require_checked_gx("pkpi.gx_expectations", all(hasattr(Expectation, name) for name in REPLACED),
+                       f"Expectation's {', '.join(REPLACED)} still do what the replacements do "
+                       "(tests/test_gx_expectations.py)")
 
     def success_kwarg(self, kwargs: dict, key: str, default: Any = None) -> Any:
         # Expectation._get_success_kwarg, given the configuration's kwargs.
@@ -88,7 +83,9 @@ def read_configuration_once() -> None:
         runtime_kwargs["result_format"] = parse_result_format(runtime_kwargs["result_format"])
         return runtime_kwargs
 
-    for name, method in (("_get_domain_kwargs", _get_domain_kwargs), ("_get_success_kwargs", _get_success_kwargs),
-                         ("_get_success_kwarg", _get_success_kwarg), ("_get_runtime_kwargs", _get_runtime_kwargs)):
+    replacements = {"_get_domain_kwargs": _get_domain_kwargs, "_get_success_kwargs": _get_success_kwargs,
+                    "_get_success_kwarg": _get_success_kwarg, "_get_runtime_kwargs": _get_runtime_kwargs}
+    assert set(replacements) == set(REPLACED)
+    for name in REPLACED:
         ORIGINALS[name] = getattr(Expectation, name)
-        setattr(Expectation, name, method)
+        setattr(Expectation, name, replacements[name])

@@ -22,16 +22,23 @@ def gx_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def require_checked_gx(module: str, internals_present: bool, what_to_check: str) -> None:
+    """Refuse to change GX's internals unless the installed GX is one ``module`` was checked
+    with and the internals it changes are there; the error says what to check (each module's
+    own test does) before widening SUPPORTED_GX."""
+    low, high = SUPPORTED_GX
+    if not low <= gx_version() < high or not internals_present:
+        raise RuntimeError(
+            f"{module} was checked with Great Expectations {low[0]}.{low[1]}.x, not "
+            f"{'.'.join(map(str, gx_version()))}: check that {what_to_check}, then widen SUPPORTED_GX."
+        )
+
+
 def skip_batch_fingerprints() -> None:
     """Stop GX fingerprinting each dataframe batch (see the module docstring)."""
     from great_expectations.execution_engine import pandas_execution_engine as engine
 
-    low, high = SUPPORTED_GX
-    if not low <= gx_version() < high or not hasattr(engine, "HASH_THRESHOLD"):
-        raise RuntimeError(
-            f"pkpi.gx_pandas was checked with Great Expectations {low[0]}.{low[1]}.x, not "
-            f"{'.'.join(map(str, gx_version()))}: check that PandasExecutionEngine still skips "
-            "fingerprints of frames above HASH_THRESHOLD (tests/test_gx_pandas.py), then widen "
-            "SUPPORTED_GX."
-        )
+    require_checked_gx("pkpi.gx_pandas", hasattr(engine, "HASH_THRESHOLD"),
+                       "PandasExecutionEngine still skips fingerprints of frames above HASH_THRESHOLD "
+                       "(tests/test_gx_pandas.py)")
     engine.HASH_THRESHOLD = 0
