@@ -11,7 +11,6 @@ runs again and again with figures that change between releases.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +23,7 @@ import pytest
 from pkpi.publish import PUBLISHED_RELEASES_KEPT, publish
 from pkpi.faults import CRASH_EXIT_CODE
 from pkpi.settings import Settings
-from support.catalogue import built_catalogue
+from support.catalogue import built_catalogue, copy_of
 from support.crash import release_rows
 
 # What `pkpi build` runs once dbt has built the mart and its decisions are stored.
@@ -36,14 +35,6 @@ BEFORE_THE_SWITCH = ("publish.partial", "publish.written", "publish.renamed")
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     return built_catalogue(tmp_path_factory)
-
-
-def copy_of(built, root: Path) -> Settings:
-    """A private copy of the session's catalogue (data folder and reference files)."""
-    source = built.settings.data_dir.parent
-    shutil.copytree(source / "data", root / "data", symlinks=True)
-    shutil.copytree(source / "reference", root / "reference", symlinks=True)
-    return Settings.from_env({"PKPI_DATA_DIR": str(root / "data"), "PKPI_REFERENCE_DIR": str(root / "reference")})
 
 
 def fingerprint(release: Path) -> str:

@@ -31,11 +31,13 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import duckdb
 
+from . import build_inputs
 from .errors import PermanentError
 from .dbt_contracts import contract_vars
 from .disclosure import store_decisions
@@ -96,6 +98,8 @@ class BuildResult:
     log_dir: Path
     published: PublishResult | None = None
     warnings: tuple[NodeOutcome, ...] = field(default=())
+    # Set when dbt did not run: nothing the mart is built from had changed since this build.
+    up_to_date_since: datetime | None = None
 
     @property
     def failures(self) -> tuple[NodeOutcome, ...]:
@@ -105,6 +109,11 @@ class BuildResult:
         return sum(1 for n in self.nodes if n.resource_type == resource_type)
 
     def __str__(self) -> str:
+        if self.up_to_date_since is not None:
+            text = ("The KPI mart is up to date: nothing it is built from has changed since its build of "
+                    f"{self.up_to_date_since.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC, so dbt did not run "
+                    "(`pkpi build --full-refresh` rebuilds it all the same).")
+            return text + (f"\n{self.published}" if self.published is not None else "")
         parts = [
             f"{self.count('seed')} seeds",
             f"{self.count('model')} models",
@@ -303,7 +312,9 @@ def build_mart(settings: Settings, period: str | None = None, full_refresh: bool
     arrive, so they show as missing. ``full_refresh`` rebuilds the incremental record-level
     facts and KPI tables from scratch. Holds the warehouse's exclusive lock while dbt runs and the disclosure
     decisions over the new mart are stored; raises :class:`BuildFailed`, listing every failing
-    node, when anything fails (nothing is published then).
+    node, when anything fails (nothing is published then). When nothing the mart is built from
+    has changed since the last good build (:mod:`pkpi.build_inputs`), dbt is not run and the
+    result says the mart is up to date; it is still published.
     """
     if period is not None:
         parse_month(period)
@@ -313,21 +324,43 @@ def build_mart(settings: Settings, period: str | None = None, full_refresh: bool
     started = time.monotonic()
     with progress() as shown:
         with warehouse_lock(settings, exclusive=True):
-            log.info("Building the KPI mart in %s with reference data from %s", settings.warehouse_path,
-                     settings.reference_dir)
-            shown.show("build: starting dbt")
             args = dbt_args(settings, "build", period=period, full_refresh=full_refresh)
-            outcome = run_dbt(settings, args, callbacks=[_NodeCount(shown)])
-            seconds = time.monotonic() - started
-            result = _build_result(outcome, seconds, target_dir, log_dir)
-            log.info("KPI mart built: %d nodes in %.1fs", len(result.nodes), seconds)
-            shown.show("build: storing the disclosure decisions", final=True)
-            # Once per build, over the mart dbt has just built, before any reader can open it.
-            _store_disclosure_decisions(settings, reuse=not full_refresh)
+            digest, built_at = _inputs(settings, dbt_vars(period, settings.dbt_project_dir), full_refresh)
+            if built_at is not None:
+                result = BuildResult(ok=True, seconds=time.monotonic() - started, nodes=(), target_dir=target_dir,
+                                     log_dir=log_dir, up_to_date_since=built_at)
+                log.info("%s", result)
+            else:
+                log.info("Building the KPI mart in %s with reference data from %s", settings.warehouse_path,
+                         settings.reference_dir)
+                shown.show("build: starting dbt")
+                outcome = run_dbt(settings, args, callbacks=[_NodeCount(shown)])
+                seconds = time.monotonic() - started
+                result = _build_result(outcome, seconds, target_dir, log_dir)
+                log.info("KPI mart built: %d nodes in %.1fs", len(result.nodes), seconds)
+                shown.show("build: storing the disclosure decisions", final=True)
+                # Once per build, over the mart dbt has just built, before any reader can open it.
+                _store_disclosure_decisions(settings, reuse=not full_refresh, inputs=digest)
         if publish_after:
             shown.show("build: publishing the copy for analysts", final=True)
             result = replace(result, published=publish(settings))
     return result
+
+
+def _inputs(settings: Settings, variables: dict, full_refresh: bool) -> tuple[str, "datetime | None"]:
+    """The digest of this build's inputs, and when the last good build was made from the same
+    ones (None when there is work to do: then the record of the last good build is removed
+    before dbt touches the mart). The caller holds the exclusive lock."""
+    with restrictive_umask(settings):
+        con = duckdb.connect(str(settings.warehouse_path))
+        try:
+            digest = build_inputs.inputs_digest(con, settings, variables)
+            built_at = None if full_refresh else build_inputs.unchanged_since_last_build(con, digest)
+            if built_at is None:
+                build_inputs.forget(con)
+            return digest, built_at
+        finally:
+            con.close()
 
 
 class _NodeCount:
@@ -382,16 +415,18 @@ def _build_result(outcome, seconds: float, target_dir: Path, log_dir: Path) -> "
     return result
 
 
-def _store_disclosure_decisions(settings: Settings, reuse: bool) -> None:
+def _store_disclosure_decisions(settings: Settings, reuse: bool, inputs: str) -> None:
     """Make and store the disclosure decisions over the freshly built mart
     (:func:`pkpi.disclosure.store_decisions`), deciding again only the units whose figures
-    changed unless ``reuse`` is False (a full refresh decides every one). The caller holds the
-    exclusive lock."""
+    changed unless ``reuse`` is False (a full refresh decides every one), then record the build
+    as good, made from ``inputs`` (:mod:`pkpi.build_inputs`). The caller holds the exclusive lock."""
     checkpoint("build.built")
     with restrictive_umask(settings):
         con = duckdb.connect(str(settings.warehouse_path))
         try:
             store_decisions(con, settings.disclosure_threshold, reuse=reuse)
+            checkpoint("build.decided")
+            build_inputs.remember(con, inputs)
         except duckdb.Error as exc:
             raise BuildFailed(
                 f"The KPI mart was built, but its disclosure decisions could not be stored: {exc}. "

@@ -34,6 +34,8 @@ delivery (pkpi.mailer.deliver):
 build (pkpi.build.build_mart):
   ``build.built``          dbt has built the mart; its disclosure decisions not yet stored (the
                            published copy and scorecards refuse the mart until `pkpi build` runs)
+  ``build.decided``        the decisions are stored; the build not yet recorded as good
+                           (pkpi.build_inputs), so the next build runs dbt again
 
 publishing (pkpi.publish.publish):
   ``publish.partial``      the temporary release ``published/releases/.<id>.tmp`` is half written

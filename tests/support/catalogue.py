@@ -27,6 +27,7 @@ Each file's received time is its modification time in landing, set below (UTC).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -260,3 +261,11 @@ def built_catalogue(tmp_path_factory) -> Built:
         root = tmp_path_factory.mktemp("catalogue")
         _SESSION["catalogue"] = ingest_and_build(root, REFERENCE, RETURNS + [REDROP])
     return _SESSION["catalogue"]
+
+
+def copy_of(built: Built, root: Path) -> Settings:
+    """A private copy of a built partnership (its data folder and reference files), to change."""
+    source = built.settings.data_dir.parent
+    shutil.copytree(source / "data", root / "data", symlinks=True)
+    shutil.copytree(source / "reference", root / "reference", symlinks=True)
+    return Settings.from_env({"PKPI_DATA_DIR": str(root / "data"), "PKPI_REFERENCE_DIR": str(root / "reference")})

@@ -173,9 +173,10 @@ def build_mart(context: Mapping[str, Any]) -> dict[str, int]:
 
 
 def _mart_event_extra(result) -> dict[str, Any]:
-    """The ``mart`` asset event's extra: how many nodes of each kind dbt built and tested."""
+    """The ``mart`` asset event's extra: how many nodes of each kind dbt built and tested, and
+    whether the mart was already up to date (then dbt did not run, pkpi.build_inputs)."""
     summary: dict[str, Any] = {kind: result.count(kind) for kind in ("seed", "model", "test", "unit_test")}
-    return {**summary, "seconds": round(result.seconds, 1)}
+    return {**summary, "up_to_date": result.up_to_date_since is not None, "seconds": round(result.seconds, 1)}
 
 
 def _published_event_extra(published) -> dict[str, Any]:
