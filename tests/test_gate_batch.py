@@ -137,15 +137,34 @@ def test_a_value_two_partners_share_is_not_a_duplicate_but_one_within_a_file_sti
         _same(verdict, judge(path, content, settings.landing_dir, reference, today=TODAY))
 
 
-def test_files_for_different_periods_are_each_checked_against_their_own(place):
+@pytest.mark.parametrize("engine", ["pandas", "duckdb"])
+def test_files_for_different_periods_share_one_run_and_are_each_checked_against_their_own(place, monkeypatch,
+                                                                                           engine):
+    """Each row carries its own file's period (suites.PERIOD_COLUMNS), so one run serves them all."""
+    if engine == "duckdb":
+        monkeypatch.setattr(gate, "DUCKDB_FROM_ROWS", 0)
     settings, reference = place
-    march = csv_bytes(table("contacts", rows=[["C101", "K-2001", "2025-03-03", "police", "7", "female",
-                                               "white", "nfa", ""]]))
-    files = _files(settings, [(f"contacts/NCT/{MONTH}/march.csv", march),
-                              ("contacts/NCT/2025-02/march-in-feb.csv", march)])
-    in_march, in_february = judge_many(files, settings.landing_dir, reference, today=TODAY)
-    assert in_march.accepted
-    assert [(p.rule, p.row) for p in in_february.problems] == [("in_period", 2)]
+    edges = ["2025-01-31", "2025-02-01", "2025-02-28", "2025-03-01", "2025-03-31", "2025-04-01"]
+
+    def dated(prefix: str) -> bytes:
+        return csv_bytes(table("contacts", rows=[[f"{prefix}{n}", f"K-{prefix}{n}", day, "police", "7", "female",
+                                                  "white", "nfa", ""] for n, day in enumerate(edges)]))
+
+    files = _files(settings, [(f"contacts/NCT/{MONTH}/march.csv", dated("M")),
+                              ("contacts/NCT/2025-02/february.csv", dated("F")),
+                              ("contacts/NCT/2024-04/april-last-year.csv", dated("A"))])
+    runs = []
+    real_validate = gate._validate
+    monkeypatch.setattr(gate, "_validate", lambda batch, ref: runs.append(len(batch)) or real_validate(batch, ref))
+    in_march, in_february, in_april = judge_many(files, settings.landing_dir, reference, today=TODAY)
+    assert runs == [3]
+    monkeypatch.undo()
+    # Rows 2 to 7 hold the dates above: each file keeps the two inside its own month.
+    assert [(p.rule, p.row) for p in in_march.problems] == [("in_period", r) for r in (2, 3, 4, 7)]
+    assert [(p.rule, p.row) for p in in_february.problems] == [("in_period", r) for r in (2, 5, 6, 7)]
+    assert [(p.rule, p.row) for p in in_april.problems] == [("in_period", r) for r in range(2, 8)]
+    for (path, content), verdict in zip(files, (in_march, in_february, in_april)):
+        _same(verdict, judge(path, content, settings.landing_dir, reference, today=TODAY))
 
 
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])

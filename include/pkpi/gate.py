@@ -34,7 +34,7 @@ from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
-from .suites import IDENTIFIER_RULE, TYPE_REGEX, build_suites, reference_parameter, suite_names, suites_context
+from .suites import IDENTIFIER_RULE, PERIOD_COLUMNS, TYPE_REGEX, build_suites, reference_parameter, suite_names, suites_context
 
 log = logging.getLogger(__name__)
 
@@ -546,7 +546,8 @@ class _Checked:
     contract: Contract
     source_rows: list[int]
     columns: dict[str, list]  # see _contract_columns
-    parameters: dict
+    parameters: dict  # the suites' parameters: the same for every file of one ingest run
+    period: Period  # its rows' bounds reach the ranges suite as PERIOD_COLUMNS
 
     def unique_values(self, reference: Reference) -> dict[str, set]:
         """The file's normalised values of each column that must be unique within it."""
@@ -572,16 +573,13 @@ def _check_file(path: Path, content: bytes, landing_dir: Path, reference: Refere
     if header_problems:
         verdict.problems.extend(header_problems)
         return verdict
-    parameters = {
-        "period_start": pd.Timestamp(period.start),
-        "period_end": pd.Timestamp(period.end),
-        "today": pd.Timestamp(today),
-    }
+    parameters = {"today": pd.Timestamp(today)}
     for c in contract.columns:
         if c.reference:
             parameters[reference_parameter(*c.reference)] = sorted(reference_codes(reference, *c.reference).values())
     verdict.row_count = len(table.rows)
-    return _Checked(verdict, contract, table.source_rows, _contract_columns(table, contract, positions), parameters)
+    return _Checked(verdict, contract, table.source_rows, _contract_columns(table, contract, positions), parameters,
+                    period)
 
 
 BATCH_MAX_ROWS = 250_000
@@ -623,8 +621,8 @@ def batchable(return_type: str) -> bool:
 def _batches(checked: list[_Checked], reference: Reference) -> list[list[_Checked]]:
     """Files that can be validated together in one GX run without changing any verdict.
 
-    Together means: the same suites with the same parameters (return type, period, today,
-    reference lists), and no value of a column that must be unique within a file shared by two
+    Together means: the same suites with the same parameters (return type, today, reference
+    lists; each row carries its own file's period, PERIOD_COLUMNS), and no value of a column that must be unique within a file shared by two
     of them, so every duplicate GX finds in the joint run is a duplicate within one file.
     """
     if len(checked) == 1:
@@ -663,6 +661,9 @@ def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Pr
         columns = {c.name: [v for b in batch for v in b.columns[c.name]] for c in contract.columns}
         source_rows = [row for b in batch for row in b.source_rows]
     original, text, typed = _frames_of(columns, contract, reference)
+    for column, bound in zip(PERIOD_COLUMNS, ("start", "end")):
+        typed[column] = np.repeat(np.array([pd.Timestamp(getattr(b.period, bound)) for b in batch], dtype="datetime64[ns]"),
+                                  [len(b.source_rows) for b in batch])
     values_suite, ranges_suite = suite_names(contract)
     runner = _runner(len(original))
     ends = list(accumulate(len(b.source_rows) for b in batch))

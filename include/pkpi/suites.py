@@ -10,8 +10,11 @@ Each return type gets two suites, both built from its contract and nothing else:
   null there, so a bad cell is reported once, by the values suite): ranges, the return's period,
   dates in the future and the order of dates.
 
-Period bounds, today's date and reference code lists are suite parameters, so the suites are
-the same for every file and can be saved as the GX project in ``expectations/``.
+Today's date and reference code lists are suite parameters, and the return's period reaches
+the ranges suite as two columns the gate adds to each row (:data:`PERIOD_COLUMNS`: the first
+and last day of the period of the file the row came from), so the suites are the same for every
+file, files of different periods share one GX run, and the suites can be saved as the GX project
+in ``expectations/``.
 Every expectation carries ``meta`` with the rule id, column and a plain-English message.
 """
 
@@ -62,7 +65,9 @@ ISO_DATE_REGEX = (
 INTEGER_REGEX = r"^-?[0-9]+\Z"
 DECIMAL_REGEX = r"^-?[0-9]+(?:\.[0-9]+)?\Z"
 FORMULA_REGEX = r"^[=+\-@]"
-DATE_PARAMS = ("period_start", "period_end", "today")
+# Added by the gate to the typed frame: the bounds of each row's own return period, so the
+# in_period rule compares two columns of the row (contract column names never start with "_").
+PERIOD_COLUMNS = ("_period_start", "_period_end")
 
 # The rule a value of each type must meet before anything else is checked; the gate converts
 # only values that meet it (so a ranges rule never sees a value that failed its type).
@@ -296,12 +301,14 @@ def _ranges_expectations(contract: Contract) -> list:
                 column=n, min_value=c.min, max_value=c.max,
                 meta=_meta("range", n, f"{n} must be from {c.min:,g} to {c.max:,g}.")))
         if c.in_period:
-            out.append(gxe.ExpectColumnValuesToBeBetween(
-                column=n, min_value={"$PARAMETER": "period_start"},
-                max_value={"$PARAMETER": "period_end"},
-                meta=_meta("in_period", n,
-                           f"{n} must fall inside the return's {period_words} (the period in "
-                           "the folder name).")))
+            # Two halves of one rule, with one message: a date fails at most one of them.
+            meta = _meta("in_period", n, f"{n} must fall inside the return's {period_words} (the period in "
+                         "the folder name).")
+            start, end = PERIOD_COLUMNS
+            out += [gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                        column_A=n, column_B=start, or_equal=True, ignore_row_if="either_value_is_missing", meta=meta),
+                    gxe.ExpectColumnPairValuesAToBeGreaterThanB(
+                        column_A=end, column_B=n, or_equal=True, ignore_row_if="either_value_is_missing", meta=meta)]
         if c.not_in_future:
             out.append(gxe.ExpectColumnValuesToBeBetween(
                 column=n, max_value={"$PARAMETER": "today"},
