@@ -424,15 +424,19 @@ def _store_disclosure_decisions(settings: Settings, reuse: bool, inputs: str) ->
     with restrictive_umask(settings):
         con = duckdb.connect(str(settings.warehouse_path))
         try:
-            store_decisions(con, settings.disclosure_threshold, reuse=reuse)
+            try:
+                store_decisions(con, settings.disclosure_threshold, reuse=reuse)
+            except duckdb.Error as exc:
+                raise BuildFailed(
+                    f"The KPI mart was built, but its disclosure decisions could not be stored: {exc}. "
+                    "Nothing was published, and the scorecards refuse the mart until they are: fix the "
+                    "cause, then run `pkpi build` again."
+                ) from exc
             checkpoint("build.decided")
-            build_inputs.remember(con, inputs)
-        except duckdb.Error as exc:
-            raise BuildFailed(
-                f"The KPI mart was built, but its disclosure decisions could not be stored: {exc}. "
-                "Nothing was published, and the scorecards refuse the mart until they are: fix the "
-                "cause, then run `pkpi build` again."
-            ) from exc
+            try:
+                build_inputs.remember(con, inputs)
+            except duckdb.Error as exc:  # harmless: without the record the next build runs dbt again
+                log.warning("The build could not be recorded as good (%s); the next build runs dbt again.", exc)
         finally:
             con.close()
 
