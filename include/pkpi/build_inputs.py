@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import duckdb
 
+from .files import file_sha256
 from .settings import Settings
 from .warehouse import transaction
 
@@ -55,27 +56,19 @@ def inputs_digest(con: duckdb.DuckDBPyConnection, settings: Settings, dbt_vars: 
         count, total = con.execute(f'select count(*), coalesce(sum(hash(t)), 0) from "{schema}"."{table}" t').fetchall()[0]
         part("table", schema, table, columns, count, total)
     for path in sorted(settings.reference_dir.glob("*.csv")):
-        part("reference", path.name, _file_digest(path))
+        part("reference", path.name, file_sha256(path))
     for label, root, pattern in (("project", settings.dbt_project_dir, "*"), ("pkpi", Path(__file__).parent, "*.py"),
                                  ("pkpi", Path(__file__).parent / "contracts", "*.yml")):
         for path in sorted(root.rglob(pattern)):
             relative = path.relative_to(root)
             if path.is_file() and not path.is_symlink() and not _generated(label, relative):
-                part(label, relative.as_posix(), _file_digest(path))
+                part(label, relative.as_posix(), file_sha256(path))
     return digest.hexdigest()
 
 
 def _generated(label: str, relative: Path) -> bool:
     # dbt's own output, should anyone run dbt in the project folder by hand, and bytecode.
     return "__pycache__" in relative.parts or (label == "project" and relative.parts[0] in ("target", "logs"))
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def mart_shape(con: duckdb.DuckDBPyConnection) -> str:

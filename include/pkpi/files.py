@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import fcntl
 import grp
+import hashlib
 import logging
 import os
 import shutil
@@ -462,3 +463,12 @@ def close_all(fds: list[int]) -> None:
             os.close(fd)
         except OSError:
             pass
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

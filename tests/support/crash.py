@@ -59,6 +59,7 @@ import pytest
 
 from pkpi.build_inputs import RECORD_TABLE
 from pkpi.faults import CRASH_EXIT_CODE
+from pkpi.files import file_sha256
 from pkpi.gx_results import VALIDATION_FILE
 from pkpi.settings import Settings
 from support.returns import make_reference
@@ -314,14 +315,6 @@ def drop_link(settings: Settings, relative: str, target: Path, *, notice_to: str
 # --- the invariants ------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _rows(con, sql: str, params: list | None = None) -> list[dict]:
     cur = con.execute(sql, params or [])
     names = [d[0] for d in cur.description]
@@ -387,7 +380,7 @@ def _stored_files(settings: Settings) -> dict[str, list[str]]:
                 if path.is_symlink():
                     found.setdefault("symlink", []).append(path.relative_to(settings.data_dir).as_posix())
                     continue
-                found.setdefault(_sha256(path), []).append(path.relative_to(settings.data_dir).as_posix())
+                found.setdefault(file_sha256(path), []).append(path.relative_to(settings.data_dir).as_posix())
     return found
 
 
@@ -465,7 +458,7 @@ def crash_problems(settings: Settings, dropped: Iterable[Dropped], *, smtp=None,
             if d.content is not None:
                 if not full.is_file():
                     problems.append(f"{what}: its copy {path} is missing")
-                elif _sha256(full) != d.checksum:
+                elif file_sha256(full) != d.checksum:
                     problems.append(f"{what}: its copy {path} does not hold the original bytes "
                                     f"({full.stat().st_size} bytes, not {len(d.content)})")
             if row["status"] == "rejected":
