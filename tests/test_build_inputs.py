@@ -67,7 +67,8 @@ def _new_return(settings: Settings) -> None:
 def _raw_row_edited(settings: Settings) -> None:
     con = duckdb.connect(str(settings.warehouse_path))
     try:
-        con.execute("update raw.contacts set sex = 'not_known' where contact_id = (select min(contact_id) from raw.contacts)")
+        con.execute("update raw.contacts set sex = case when sex = 'male' then 'female' else 'male' end "
+                    "where contact_id = (select min(contact_id) from raw.contacts)")
     finally:
         con.close()
 
