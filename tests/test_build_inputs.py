@@ -23,7 +23,7 @@ from pkpi.faults import CRASH_EXIT_CODE
 from pkpi.ingest import ingest_landing
 from pkpi.settings import Settings
 from support.catalogue import CONTACTS, TODAY, ReturnFile, built_catalogue, copy_of, drop_returns
-from support.crash import release_rows
+from support.crash import current_release, release_rows
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +31,15 @@ def built(tmp_path_factory):
     return built_catalogue(tmp_path_factory)
 
 
-def digest(settings: Settings, period: str | None = None) -> str:
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+def digest(settings: Settings, period: str | None = None, con: duckdb.DuckDBPyConnection | None = None) -> str:
+    """What a build of ``period`` would be made from now, read through ``con`` or a read-only one."""
+    own = con is None
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True) if own else con
     try:
         return build_inputs.inputs_digest(con, settings, dbt_vars(period, settings.dbt_project_dir))
     finally:
-        con.close()
-
-
-def current_release(settings: Settings) -> Path:
-    return (settings.published_dir / "current").resolve()
+        if own:
+            con.close()
 
 
 def test_a_build_with_nothing_new_skips_dbt_publishes_and_says_so(built, tmp_path):
@@ -109,10 +108,10 @@ def test_a_mart_table_emptied_by_hand_means_the_next_build_has_work(built, tmp_p
     settings = copy_of(built, tmp_path)
     con = duckdb.connect(str(settings.warehouse_path))
     try:
-        unchanged = build_inputs.unchanged_since_last_build(con, build_inputs.inputs_digest(con, settings, dbt_vars(None, settings.dbt_project_dir)))
+        unchanged = build_inputs.unchanged_since_last_build(con, digest(settings, con=con))
         assert unchanged is not None
         con.execute("delete from mart.fct_contacts")
-        assert build_inputs.unchanged_since_last_build(con, build_inputs.inputs_digest(con, settings, dbt_vars(None, settings.dbt_project_dir))) is None
+        assert build_inputs.unchanged_since_last_build(con, digest(settings, con=con)) is None
     finally:
         con.close()
 

@@ -24,7 +24,7 @@ from pkpi.publish import PUBLISHED_RELEASES_KEPT, publish
 from pkpi.faults import CRASH_EXIT_CODE
 from pkpi.settings import Settings
 from support.catalogue import built_catalogue, copy_of
-from support.crash import release_rows
+from support.crash import current_release, release_rows
 
 # What `pkpi build` runs once dbt has built the mart and its decisions are stored.
 PUBLISH = "from pkpi.publish import publish; from pkpi.settings import Settings; publish(Settings.from_env())"
@@ -46,19 +46,6 @@ def fingerprint(release: Path) -> str:
             f"read_parquet('{release / 'parquet' / 'kpi_values.parquet'}') k)").fetchone()[0])
     finally:
         con.close()
-
-
-def current_release(settings: Settings) -> Path:
-    """Check the layout (stable links through ``current`` into one finished release) and
-    return the current release's folder."""
-    published = settings.published_dir
-    current = published / "current"
-    assert current.is_symlink()
-    release = Path(os.path.realpath(current))
-    assert release.parent == (published / "releases").resolve() and not release.name.startswith(".")
-    assert Path(os.path.realpath(published / "kpi_mart.duckdb")) == release / "kpi_mart.duckdb"
-    assert Path(os.path.realpath(published / "parquet")) == release / "parquet"
-    return release
 
 
 def leftovers(settings: Settings) -> list[str]:

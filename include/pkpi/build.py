@@ -212,8 +212,9 @@ def macros_fingerprint(project_dir: Path) -> str:
 
 
 def dbt_args(settings: Settings, command: str | Sequence[str] = "build", period: str | None = None,
-             full_refresh: bool = False, extra: Sequence[str] = ()) -> list[str]:
-    """The dbt command line build_mart runs (useful to reproduce a build by hand)."""
+             full_refresh: bool = False, extra: Sequence[str] = (), variables: dict | None = None) -> list[str]:
+    """The dbt command line build_mart runs (useful to reproduce a build by hand); ``variables``
+    are :func:`dbt_vars` for ``period`` when the caller has them already."""
     target_dir, log_dir = dbt_dirs(settings)
     project = str(settings.dbt_project_dir)
     args = [
@@ -229,7 +230,7 @@ def dbt_args(settings: Settings, command: str | Sequence[str] = "build", period:
         "--log-level", "none",
         "--log-level-file", "info",
     ]
-    args += ["--vars", json.dumps(dbt_vars(period, settings.dbt_project_dir))]
+    args += ["--vars", json.dumps(variables if variables is not None else dbt_vars(period, settings.dbt_project_dir))]
     if full_refresh:
         args.append("--full-refresh")
     args += list(extra)
@@ -324,8 +325,9 @@ def build_mart(settings: Settings, period: str | None = None, full_refresh: bool
     started = time.monotonic()
     with progress() as shown:
         with warehouse_lock(settings, exclusive=True):
-            args = dbt_args(settings, "build", period=period, full_refresh=full_refresh)
-            digest, built_at = _inputs(settings, dbt_vars(period, settings.dbt_project_dir), full_refresh)
+            variables = dbt_vars(period, settings.dbt_project_dir)  # once: the digest and dbt's command line
+            args = dbt_args(settings, "build", period=period, full_refresh=full_refresh, variables=variables)
+            digest, built_at = _inputs(settings, variables, full_refresh)
             if built_at is not None:
                 result = BuildResult(ok=True, seconds=time.monotonic() - started, nodes=(), target_dir=target_dir,
                                      log_dir=log_dir, up_to_date_since=built_at)

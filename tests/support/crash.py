@@ -551,6 +551,19 @@ def assert_crash_safe(settings: Settings, dropped: Iterable[Dropped], **checks) 
 # --- the published release and the mart ----------------------------------------------------
 
 
+def current_release(settings: Settings) -> Path:
+    """Check the layout (stable links through ``current`` into one finished release) and
+    return the current release's folder."""
+    published = settings.published_dir
+    current = published / "current"
+    assert current.is_symlink()
+    release = Path(os.path.realpath(current))
+    assert release.parent == (published / "releases").resolve() and not release.name.startswith(".")
+    assert Path(os.path.realpath(published / "kpi_mart.duckdb")) == release / "kpi_mart.duckdb"
+    assert Path(os.path.realpath(published / "parquet")) == release / "parquet"
+    return release
+
+
 def release_rows(release: Path) -> dict[str, int]:
     """Row counts of one published release, after checking that its DuckDB tables and Parquet
     files hold exactly the same rows (raises AssertionError otherwise)."""
