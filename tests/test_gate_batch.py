@@ -1,6 +1,6 @@
 """Judging many files in one Great Expectations run gives each file exactly its own verdict.
 
-``pkpi.gate.judge_many`` validates the waiting files of one return type and period together,
+``pkpi.gate.judge_many`` validates the waiting files of one return type together,
 so GX's cost per run (building its metric graph for every expectation) is paid once, not once
 per file. A partner relies on that never showing: the same rules, rows, columns, messages,
 values and order as the file judged alone, the same GX results kept in its validation.json,
@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import pkpi.gate as gate
+from pkpi.contracts import return_types
 from pkpi.gate import judge, judge_many
 from pkpi.reference import load_reference
 from pkpi.settings import Settings
@@ -68,9 +69,8 @@ def test_the_whole_corpus_judged_together_gets_the_verdicts_judged_alone(place, 
     for case, b, a in zip(CASES, batched, alone):
         assert bool(a.accepted) == case.accepted, case.id
         _same(b, a)
-    # The corpus's files reuse the same contact ids, so most of them must run apart (see the
-    # next tests for files that share a run), but some do share one.
-    assert len(together) < sum(together)
+    # The corpus's files reuse the same contact ids, and still share one run per return type.
+    assert len(together) <= len(return_types()) < sum(together)
 
 
 def test_both_engines_give_every_file_of_the_corpus_the_same_verdict(place, corpus, monkeypatch):
@@ -122,7 +122,7 @@ def test_files_of_many_partners_share_one_run_and_keep_their_own_verdicts(place,
     assert len({p.rule for v in rejected for p in v.problems}) >= 10
 
 
-def test_a_value_two_partners_share_is_not_a_duplicate_but_one_within_a_file_still_is(place):
+def test_a_value_two_partners_share_is_not_a_duplicate_but_one_within_a_file_still_is(place, monkeypatch):
     settings, reference = place
     clean_nct = csv_bytes(table("contacts"))
     clean_other = csv_bytes(table("contacts"))  # the very same contact ids, from another partner
@@ -130,7 +130,12 @@ def test_a_value_two_partners_share_is_not_a_duplicate_but_one_within_a_file_sti
     files = _files(settings, [(f"contacts/NCT/{MONTH}/shared-a.csv", clean_nct),
                               (f"contacts/ICB/{MONTH}/shared-b.csv", clean_other),
                               (f"contacts/NNC/{MONTH}/twice.csv", twice)])
+    runs = []
+    real_validate = gate._validate
+    monkeypatch.setattr(gate, "_validate", lambda batch, ref: runs.append(len(batch)) or real_validate(batch, ref))
     a, b, c = judge_many(files, settings.landing_dir, reference, today=TODAY)
+    assert runs == [3]  # together (uniqueness is keyed by file, suites.in_file_column)
+    monkeypatch.undo()
     assert a.accepted and b.accepted and a.row_count == b.row_count == 4
     assert [(p.rule, p.row, p.column) for p in c.problems] == [("unique", 2, "contact_id"), ("unique", 3, "contact_id")]
     for (path, content), verdict in zip(files, (a, b, c)):
@@ -203,8 +208,6 @@ def test_every_shipped_suite_may_share_a_run():
     """Fails loudly when a contract or GX change adds an expectation that looks across rows
     (or tolerates failures): such files silently fall back to one GX run each, so the gate
     would be correct but slow. Decide whether the new expectation is per row, then list it."""
-    from pkpi.contracts import return_types
-
     assert all(gate.batchable(rt) for rt in return_types())
 
 

@@ -34,7 +34,8 @@ from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
-from .suites import IDENTIFIER_RULE, PERIOD_COLUMNS, TYPE_REGEX, build_suites, reference_parameter, suite_names, suites_context
+from .suites import (IDENTIFIER_RULE, PERIOD_COLUMNS, TYPE_REGEX, build_suites, in_file_column, reference_parameter,
+                     suite_names, suites_context)
 
 log = logging.getLogger(__name__)
 
@@ -549,11 +550,6 @@ class _Checked:
     parameters: dict  # the suites' parameters: the same for every file of one ingest run
     period: Period  # its rows' bounds reach the ranges suite as PERIOD_COLUMNS
 
-    def unique_values(self, reference: Reference) -> dict[str, set]:
-        """The file's normalised values of each column that must be unique within it."""
-        return {c.name: set(_column_text(c, pd.Series(self.columns[c.name], dtype=object), reference).dropna())
-                for c in self.contract.columns if c.unique}
-
 
 def _check_file(path: Path, content: bytes, landing_dir: Path, reference: Reference,
                 today: date, limits: FileLimits | None) -> Verdict | _Checked:
@@ -587,7 +583,8 @@ BATCH_MAX_ROWS = 250_000
 
 # Expectations whose verdict on a row depends on that row alone, so running them over several
 # files' rows at once gives each file the verdict it gets alone. Uniqueness is the one rule
-# that looks across rows: _batches never puts two files that share a value in one run.
+# that looks across rows: it runs on the value keyed by its file (suites.in_file_column), so a
+# value two files share is no duplicate.
 PER_ROW_EXPECTATIONS = frozenset({
     "expect_column_values_to_not_look_like_identifiers", "expect_column_values_to_not_be_null",
     "expect_column_values_to_be_null", "expect_column_values_to_match_regex",
@@ -601,10 +598,10 @@ UNIQUE_EXPECTATION = "expect_column_values_to_be_unique"
 @lru_cache(maxsize=None)
 def batchable(return_type: str) -> bool:
     """Whether files of ``return_type`` may share a GX run: every expectation of its suites is
-    per row (or uniqueness of a column the contract marks unique), none tolerates failures
-    (``mostly``); otherwise each file runs alone, as before."""
+    per row (or uniqueness of a column the contract marks unique, keyed by file), none tolerates
+    failures (``mostly``); otherwise each file runs alone, as before."""
     contract = get_contract(return_type)
-    unique = {c.name for c in contract.columns if c.unique}
+    unique = {in_file_column(c.name) for c in contract.columns if c.unique}
     for suite in build_suites(contract):
         for expectation in suite.expectations:
             kind = expectation.expectation_type
@@ -618,16 +615,16 @@ def batchable(return_type: str) -> bool:
     return True
 
 
-def _batches(checked: list[_Checked], reference: Reference) -> list[list[_Checked]]:
+def _batches(checked: list[_Checked]) -> list[list[_Checked]]:
     """Files that can be validated together in one GX run without changing any verdict.
 
-    Together means: the same suites with the same parameters (return type, today, reference
-    lists; each row carries its own file's period, PERIOD_COLUMNS), and no value of a column that must be unique within a file shared by two
-    of them, so every duplicate GX finds in the joint run is a duplicate within one file.
+    Together means the same suites with the same parameters (return type, today, reference
+    lists). What belongs to each file travels with its rows (its period, PERIOD_COLUMNS; its
+    unique values keyed by file, in_file_column), and a run holds at most BATCH_MAX_ROWS rows.
     """
     if len(checked) == 1:
         return [checked]
-    open_batches: dict[tuple, list[tuple[list[_Checked], dict[str, set], list[int]]]] = {}
+    open_batches: dict[tuple, tuple[list[_Checked], list[int]]] = {}
     out: list[list[_Checked]] = []
     for item in checked:
         group = (item.contract.return_type,
@@ -635,19 +632,23 @@ def _batches(checked: list[_Checked], reference: Reference) -> list[list[_Checke
         if not batchable(item.contract.return_type):
             out.append([item])
             continue
-        rows, unique = len(item.source_rows), item.unique_values(reference)
-        for members, seen, size in open_batches.setdefault(group, []):
-            if size[0] + rows <= BATCH_MAX_ROWS and all(seen[c].isdisjoint(v) for c, v in unique.items()):
-                members.append(item)
-                for c, v in unique.items():
-                    seen[c] |= v
-                size[0] += rows
-                break
-        else:
-            members = [item]
-            open_batches[group].append((members, unique, [rows]))
+        rows = len(item.source_rows)
+        members, size = open_batches.get(group, ([], [BATCH_MAX_ROWS]))
+        if not members or size[0] + rows > BATCH_MAX_ROWS:
+            members, size = [], [0]
+            open_batches[group] = (members, size)
             out.append(members)
+        members.append(item)
+        size[0] += rows
     return out
+
+
+def _keyed_by_file(values: pd.Series, file_of_row: np.ndarray) -> pd.Series:
+    """One whole number per (file, value), null where the value is blank: equal only for the
+    same value in the same file."""
+    codes, distinct = pd.factorize(values)  # a blank is -1
+    keys = file_of_row * max(len(distinct), 1) + codes
+    return pd.Series(pd.arrays.IntegerArray(keys, codes < 0), index=values.index)
 
 
 def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Problem], pd.DataFrame | None, list[dict]]]:
@@ -661,9 +662,14 @@ def _validate(batch: list[_Checked], reference: Reference) -> list[tuple[list[Pr
         columns = {c.name: [v for b in batch for v in b.columns[c.name]] for c in contract.columns}
         source_rows = [row for b in batch for row in b.source_rows]
     original, text, typed = _frames_of(columns, contract, reference)
+    sizes = [len(b.source_rows) for b in batch]
     for column, bound in zip(PERIOD_COLUMNS, ("start", "end")):
         typed[column] = np.repeat(np.array([pd.Timestamp(getattr(b.period, bound)) for b in batch], dtype="datetime64[ns]"),
-                                  [len(b.source_rows) for b in batch])
+                                  sizes)
+    file_of_row = np.repeat(np.arange(len(batch), dtype=np.int64), sizes)
+    for c in contract.columns:
+        if c.unique:
+            text[in_file_column(c.name)] = _keyed_by_file(text[c.name], file_of_row)
     values_suite, ranges_suite = suite_names(contract)
     runner = _runner(len(original))
     ends = list(accumulate(len(b.source_rows) for b in batch))
@@ -722,7 +728,7 @@ def judge_many(files: Sequence[tuple[Path, bytes]], landing_dir: Path, reference
     :func:`judge` gives that file alone.
 
     Great Expectations' cost is mostly per run, not per row, so the files of one return type
-    and period are validated in as few runs as possible (see :func:`_batches`). Where the gate
+    are validated in as few runs as possible (see :func:`_batches`). Where the gate
     itself fails on a file (judge would raise), its place holds the exception instead, and the
     other files' verdicts are unaffected. ``judged`` is told how many more files have their
     verdict each time some do (the ingest's progress).
@@ -744,7 +750,7 @@ def judge_many(files: Sequence[tuple[Path, bytes]], landing_dir: Path, reference
             place[id(checked)] = number
             waiting.append(checked)
     judged(len(files) - len(waiting))  # refused before validation
-    for batch in _batches(waiting, reference):
+    for batch in _batches(waiting):
         try:
             results = _validate(batch, reference)
         except Exception as exc:  # noqa: BLE001 - find out which file it was: each alone, as judge runs it

@@ -10,11 +10,13 @@ Each return type gets two suites, both built from its contract and nothing else:
   null there, so a bad cell is reported once, by the values suite): ranges, the return's period,
   dates in the future and the order of dates.
 
-Today's date and reference code lists are suite parameters, and the return's period reaches
-the ranges suite as two columns the gate adds to each row (:data:`PERIOD_COLUMNS`: the first
-and last day of the period of the file the row came from), so the suites are the same for every
-file, files of different periods share one GX run, and the suites can be saved as the GX project
-in ``expectations/``.
+Today's date and reference code lists are suite parameters. What belongs to a row's own file
+reaches the suites as columns the gate adds to each row: the return's period (
+:data:`PERIOD_COLUMNS`: the first and last day of the period of the file the row came from) and,
+for each column that must be unique within a file, the value keyed by its file
+(:func:`in_file_column`). So the suites are the same for every file, the files of one return
+type share one GX run whatever their periods and values, and the suites can be saved as the GX
+project in ``expectations/``.
 Every expectation carries ``meta`` with the rule id, column and a plain-English message.
 """
 
@@ -68,6 +70,13 @@ FORMULA_REGEX = r"^[=+\-@]"
 # Added by the gate to the typed frame: the bounds of each row's own return period, so the
 # in_period rule compares two columns of the row (contract column names never start with "_").
 PERIOD_COLUMNS = ("_period_start", "_period_end")
+
+
+def in_file_column(column: str) -> str:
+    """The column the gate adds to the values frame for a column that must be unique within a
+    file: the value and the file it came from as one key (null where the value is blank), so
+    uniqueness holds within each file even when several files' rows are validated together."""
+    return f"_{column}_in_file"
 
 # The rule a value of each type must meet before anything else is checked; the gate converts
 # only values that meet it (so a ranges rule never sees a value that failed its type).
@@ -258,7 +267,7 @@ def _values_expectations(contract: Contract) -> list:
                            f"({table}.csv); check the code or ask the partnership to add it.")))
         if c.unique:
             out.append(gxe.ExpectColumnValuesToBeUnique(
-                column=n, meta=_meta("unique", n,
+                column=in_file_column(n), meta=_meta("unique", n,
                                      f"{n} must be unique within the file; this value appears "
                                      "more than once.")))
     for rule in contract.rules:
