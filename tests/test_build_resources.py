@@ -3,6 +3,9 @@ settings PKPI_DUCKDB_MEMORY_LIMIT and PKPI_DUCKDB_THREADS (safe defaults when un
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import pytest
 
@@ -43,6 +46,15 @@ def test_unset_limits_are_bounded_defaults_not_duckdbs(settings):
     assert memory == _as_duckdb_reports(default.duckdb_memory_limit)
     assert threads == default.duckdb_threads
     assert _parse_size(memory) <= 4 * 1024 ** 3
+
+
+def test_after_dbt_the_warehouse_is_closed_for_other_processes(settings):
+    """dbt keeps the database open for its whole run (keep_open); once it returns, pkpi has
+    closed it, or a reader or the next writer in another process would find the file locked."""
+    _limits_inside_dbt(settings)
+    opened = subprocess.run([sys.executable, "-c", "import duckdb, sys; duckdb.connect(sys.argv[1]).close()",
+                             str(settings.warehouse_path)], capture_output=True, text=True, timeout=120)
+    assert opened.returncode == 0, opened.stderr
 
 
 def _parse_size(shown: str) -> int:

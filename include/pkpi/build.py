@@ -287,17 +287,22 @@ def run_dbt(settings: Settings, args: Sequence[str], callbacks: Sequence[Callabl
 
 
 def _release_dbt_database() -> None:
-    """Make sure dbt-duckdb has closed the warehouse file before anyone else in this process
-    opens it (DuckDB refuses a second open of one file with a different configuration).
+    """Close the warehouse file dbt-duckdb holds open (profiles.yml sets keep_open: true)
+    before anyone else opens it: this process again (DuckDB refuses a second open of one file
+    with a different configuration) or another one (DuckDB's file lock).
 
-    profiles.yml sets keep_open: false, which normally suffices; this covers a run that ended
-    in an error before dbt closed its connections.
+    dbt-duckdb keeps its one database in ``DuckDBConnectionManager._ENV``; if an upgrade moves
+    it, this fails loudly rather than leave the file open (tests/test_build_resources.py).
     """
-    try:
-        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
-    except ImportError:  # pragma: no cover - dbt-duckdb is a hard dependency
-        return
-    env = getattr(DuckDBConnectionManager, "_ENV", None)
+    from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+
+    if not hasattr(DuckDBConnectionManager, "_ENV"):
+        raise RuntimeError(
+            "dbt-duckdb no longer keeps its database in DuckDBConnectionManager._ENV, so pkpi cannot close "
+            "the warehouse after dbt: find where it keeps it now and change pkpi.build._release_dbt_database "
+            "(tests/test_build_resources.py checks it), or set keep_open: false in dbt_project/profiles.yml."
+        )
+    env = DuckDBConnectionManager._ENV
     if env is not None:
         try:
             env.close()
