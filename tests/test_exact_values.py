@@ -22,7 +22,7 @@ from pkpi.contracts import ID_REGEX
 from pkpi.ingest import ingest_landing
 from pkpi.periods import PeriodError, parse_financial_year, parse_month
 from pkpi.settings import Settings
-from pkpi.suites import DECIMAL_REGEX, INTEGER_REGEX, ISO_DATE_REGEX
+from pkpi.rules import DECIMAL_REGEX, INTEGER_REGEX, ISO_DATE_REGEX
 from pkpi.warehouse import connect
 from support.returns import FINANCIAL_YEAR, MONTH, TODAY, csv_bytes, drop_file, make_reference, table
 

@@ -134,7 +134,7 @@ def test_a_value_two_partners_share_is_not_a_duplicate_but_one_within_a_file_sti
     real_validate = gate._validate
     monkeypatch.setattr(gate, "_validate", lambda batch, ref: runs.append(len(batch)) or real_validate(batch, ref))
     a, b, c = judge_many(files, settings.landing_dir, reference, today=TODAY)
-    assert runs == [3]  # together (uniqueness is keyed by file, suites.in_file_column)
+    assert runs == [3]  # together (uniqueness is keyed by file, rules.in_file_column)
     monkeypatch.undo()
     assert a.accepted and b.accepted and a.row_count == b.row_count == 4
     assert [(p.rule, p.row, p.column) for p in c.problems] == [("unique", 2, "contact_id"), ("unique", 3, "contact_id")]
@@ -145,7 +145,7 @@ def test_a_value_two_partners_share_is_not_a_duplicate_but_one_within_a_file_sti
 @pytest.mark.parametrize("engine", ["pandas", "duckdb"])
 def test_files_for_different_periods_share_one_run_and_are_each_checked_against_their_own(place, monkeypatch,
                                                                                            engine):
-    """Each row carries its own file's period (suites.PERIOD_COLUMNS), so one run serves them all."""
+    """Each row carries its own file's period (rules.PERIOD_COLUMNS), so one run serves them all."""
     if engine == "duckdb":
         monkeypatch.setattr(gate, "DUCKDB_FROM_ROWS", 0)
     settings, reference = place

@@ -569,7 +569,7 @@ def test_the_date_rule_agrees_with_the_calendar():
     """The type_date pattern accepts exactly the real dates written YYYY-MM-DD, leap days included."""
     import re
 
-    from pkpi.suites import ISO_DATE_REGEX
+    from pkpi.rules import ISO_DATE_REGEX
 
     pattern = re.compile(ISO_DATE_REGEX)
     for year in [0, 1, 1600, 1700, 1900, 1999, 2000, 2023, 2024, 2025, 2100, 2400, 9999]:

@@ -18,7 +18,7 @@ import pytest
 
 from pkpi import gx_duckdb, gx_pandas
 from pkpi.contracts import ID_REGEX
-from pkpi.suites import DECIMAL_REGEX, FORMULA_REGEX, INTEGER_REGEX, ISO_DATE_REGEX
+from pkpi.rules import DECIMAL_REGEX, FORMULA_REGEX, INTEGER_REGEX, ISO_DATE_REGEX
 
 
 def test_gx_still_keeps_one_connection_only_for_the_listed_dialects():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support.catalogue import built_catalogue
+from support.catalogue import built_catalogue, copy_of
 
 # What none of the light commands needs.
 HEAVY = ("dbt", "great_expectations", "airflow", "matplotlib", "openpyxl", "reportlab", "pandas",
@@ -41,11 +41,13 @@ def built(tmp_path_factory):
     return built_catalogue(tmp_path_factory)
 
 
-def _imported_by(built, tmp_path: Path, *argv: str) -> set[str]:
-    """The top-level packages a fresh ``pkpi <argv>`` process has imported when it ends."""
+def _imported_by(built, tmp_path: Path, *argv: str, settings=None) -> set[str]:
+    """The top-level packages a fresh ``pkpi <argv>`` process has imported when it ends (over
+    ``settings``' folders, by default the built partnership's)."""
+    settings = settings or built.settings
     record = tmp_path / "modules.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKPI_")}
-    env |= {"PKPI_DATA_DIR": str(built.settings.data_dir), "PKPI_REFERENCE_DIR": str(built.settings.reference_dir)}
+    env |= {"PKPI_DATA_DIR": str(settings.data_dir), "PKPI_REFERENCE_DIR": str(settings.reference_dir)}
     done = subprocess.run([sys.executable, "-c", _RUN, str(record), *argv], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -82,3 +84,14 @@ def test_query_imports_nothing_heavy(built, tmp_path):
 def test_query_as_csv_imports_nothing_heavy(built, tmp_path):
     modules = _imported_by(built, tmp_path, "query", "--csv", "select kpi_code, period, value from kpi_values limit 5")
     assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_an_ingest_with_nothing_waiting_does_not_start_great_expectations(built, tmp_path):
+    """The ingest runs whenever Airflow's sensor or `pkpi run` starts it, mostly with nothing
+    new: GX (and scipy, dbt) take seconds to import and are only needed to validate a file."""
+    settings = copy_of(built, tmp_path / "copy")
+    assert not any(p.is_file() for p in settings.landing_dir.rglob("*"))
+    modules = _imported_by(built, tmp_path, "ingest", settings=settings)
+    assert "pkpi" in modules and "duckdb" in modules
+    assert modules.isdisjoint({"great_expectations", "scipy", "dbt", "airflow"}), sorted(modules)
+

@@ -34,8 +34,7 @@ from .periods import Period, PeriodError, as_written, parse_period
 from .reading import FileProblem, TextTable, read_table
 from .reference import Reference
 from .settings import FileLimits
-from .suites import (IDENTIFIER_RULE, PERIOD_COLUMNS, TYPE_REGEX, build_suites, in_file_column, reference_parameter,
-                     suite_names, suites_context)
+from .rules import IDENTIFIER_RULE, PERIOD_COLUMNS, TYPE_REGEX, in_file_column, reference_parameter, suite_names
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +298,9 @@ in the frame); GX's pandas engine names rows by the frame's index."""
 def _gx_context():
     """One ephemeral GX context per process, with each contract's suites registered once; both
     runners validate with them, with GX reading each expectation's arguments once per call
-    (pkpi.gx_expectations)."""
+    (pkpi.gx_expectations). GX is imported here, when a file first needs validating."""
     from .gx_expectations import read_configuration_once
+    from .suites import suites_context
 
     read_configuration_once()
     return suites_context()
@@ -583,7 +583,7 @@ BATCH_MAX_ROWS = 250_000
 
 # Expectations whose verdict on a row depends on that row alone, so running them over several
 # files' rows at once gives each file the verdict it gets alone. Uniqueness is the one rule
-# that looks across rows: it runs on the value keyed by its file (suites.in_file_column), so a
+# that looks across rows: it runs on the value keyed by its file (rules.in_file_column), so a
 # value two files share is no duplicate.
 PER_ROW_EXPECTATIONS = frozenset({
     "expect_column_values_to_not_look_like_identifiers", "expect_column_values_to_not_be_null",
@@ -600,6 +600,8 @@ def batchable(return_type: str) -> bool:
     """Whether files of ``return_type`` may share a GX run: every expectation of its suites is
     per row (or uniqueness of a column the contract marks unique, keyed by file), none tolerates
     failures (``mostly``); otherwise each file runs alone, as before."""
+    from .suites import build_suites
+
     contract = get_contract(return_type)
     unique = {in_file_column(c.name) for c in contract.columns if c.unique}
     for suite in build_suites(contract):

@@ -44,45 +44,9 @@ from great_expectations.expectations.row_conditions import Column as Col  # noqa
 
 from .contracts import ID_CHARACTERS, ID_REGEX, Contract, RowRule, load_contracts
 from .identifiers import ID_KINDS, PERSON_NAME, VALUE_KINDS, describe_kinds, identifier_kind
+from .rules import (DECIMAL_REGEX, FORMULA_REGEX, IDENTIFIER_RULE, INTEGER_REGEX, ISO_DATE_REGEX, PERIOD_COLUMNS,
+                    in_file_column, reference_parameter, suite_names)
 
-# [0-9], not \d: Python's \d also matches other scripts' digits (such as Arabic-Indic), which
-# would pass the format check and then fail to convert, loading a blank into a required column.
-# \Z, not $: GX's pandas engine applies a regex with Series.str.contains (re.search), and $
-# also matches before a final newline, so "7\n" would pass as a whole number.
-#
-# A real calendar date written YYYY-MM-DD (zero-padded; 29 February only in leap years; no year
-# 0000). One regular expression rather than GX's strftime expectation: strptime accepts "2025-3-5"
-# and runs in Python once per cell, which made it the slowest rule on large files. The tests
-# check this pattern against the calendar day by day.
-#
-# Every pattern here runs in two engines, Python's re (the gate's typing) and DuckDB's RE2 (the
-# suites, through pkpi.gx_duckdb.re2): so no look-ahead or look-behind, which RE2 lacks.
-_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
-_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
-ISO_DATE_REGEX = (
-    rf"^(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-    rf"|{_LEAP_YEAR}-02-29)\Z"
-)
-INTEGER_REGEX = r"^-?[0-9]+\Z"
-DECIMAL_REGEX = r"^-?[0-9]+(?:\.[0-9]+)?\Z"
-FORMULA_REGEX = r"^[=+\-@]"
-# Added by the gate to the typed frame: the bounds of each row's own return period, so the
-# in_period rule compares two columns of the row (contract column names never start with "_").
-PERIOD_COLUMNS = ("_period_start", "_period_end")
-
-
-def in_file_column(column: str) -> str:
-    """The column the gate adds to the values frame for a column that must be unique within a
-    file: the value and the file it came from as one key (null where the value is blank), so
-    uniqueness holds within each file even when several files' rows are validated together."""
-    return f"_{column}_in_file"
-
-# The rule a value of each type must meet before anything else is checked; the gate converts
-# only values that meet it (so a ranges rule never sees a value that failed its type).
-TYPE_REGEX = {"date": ISO_DATE_REGEX, "integer": INTEGER_REGEX, "decimal": DECIMAL_REGEX}
-
-IDENTIFIER_RULE = "identifier_value"
 
 # A code that provably looks like no identifier of any kind, checked with one regex instead of
 # identifier_kind's several (ids are nearly all distinct, so this is most of the rule's cost on
@@ -188,10 +152,6 @@ class ExpectColumnValuesToNotLookLikeIdentifiers(ColumnMapExpectation):
     args_keys: ClassVar[tuple] = ("column", "kinds")
     library_metadata: ClassVar[dict] = {"maturity": "production", "tags": ["pkpi", "privacy"],
                                         "contributors": ["pkpi"]}
-
-
-def reference_parameter(table: str, column: str) -> str:
-    return f"reference__{table}__{column}"
 
 
 def _meta(rule: str, column: str | None, message: str) -> dict:
@@ -328,10 +288,6 @@ def _ranges_expectations(contract: Contract) -> list:
                 ignore_row_if="either_value_is_missing",
                 meta=_meta("not_before", n, f"{n} must not be before {c.not_before}.")))
     return out
-
-
-def suite_names(contract: Contract) -> tuple[str, str]:
-    return f"{contract.return_type}.values", f"{contract.return_type}.ranges"
 
 
 def build_suites(contract: Contract) -> tuple[gx.ExpectationSuite, gx.ExpectationSuite]:
