@@ -12,6 +12,7 @@ end: a top-level import added anywhere on these commands' path (``import pandas`
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -95,3 +96,16 @@ def test_an_ingest_with_nothing_waiting_does_not_start_great_expectations(built,
     assert "pkpi" in modules and "duckdb" in modules
     assert modules.isdisjoint({"great_expectations", "scipy", "dbt", "airflow"}), sorted(modules)
 
+
+
+def test_a_scorecard_already_drawn_is_not_drawn_again(built, tmp_path):
+    """`pkpi run` and the monthly DAG produce the month's scorecard every time; when nothing it
+    shows has changed, the files on disk are kept and the drawing libraries never load."""
+    from pkpi.scorecard import produce_scorecard
+
+    settings = copy_of(built, tmp_path / "copy")
+    drawn = produce_scorecard(settings, "2025-03")
+    modules = _imported_by(built, tmp_path, "scorecard", "--period", "2025-03", settings=settings)
+    assert "pkpi" in modules and "duckdb" in modules
+    assert modules.isdisjoint({"matplotlib", "openpyxl", "fpdf", "PIL"}), sorted(modules)
+    assert produce_scorecard(settings, "2025-03") == dataclasses.replace(drawn, up_to_date=True)

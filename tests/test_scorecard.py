@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import re
 
 import openpyxl
@@ -184,18 +185,43 @@ def test_pdf_is_a4_with_the_same_content_and_the_charts(produced):
     assert images == len(output.charts)
 
 
-def test_rerunning_overwrites_the_same_files(tmp_path):
+def _files(folder):
+    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
+
+
+def test_producing_a_month_again_keeps_its_files_until_something_they_show_changes(tmp_path):
     settings = make_settings(tmp_path)
     build_mart(settings)
     first = produce_scorecard(settings, PERIOD)
-    before = sorted(p.relative_to(first.directory) for p in first.directory.rglob("*") if p.is_file())
-    csv_before = first.csv.read_text()
+    drawn = _files(first.directory)
+    assert not first.up_to_date
+
+    again = produce_scorecard(settings, PERIOD)  # nothing changed: the same files, not rewritten
+    assert again.up_to_date and again == dataclasses.replace(first, up_to_date=True)
+    assert _files(again.directory) == drawn
+
+    chart = first.charts[0]
+    chart.write_bytes(b"not the chart")  # a file altered by hand
     (first.directory / "charts" / "trend-old_kpi.png").write_bytes(b"stale")  # a KPI since dropped
-    second = produce_scorecard(settings, PERIOD)
-    after = sorted(p.relative_to(second.directory) for p in second.directory.rglob("*") if p.is_file())
-    assert after == before
-    assert second.csv.read_text() == csv_before
-    assert not list(second.directory.glob(".*.tmp"))
+    first.pdf.unlink()
+    redrawn = produce_scorecard(settings, PERIOD)
+    assert not redrawn.up_to_date
+    now = _files(redrawn.directory)
+    assert now.keys() == drawn.keys()  # the stale chart cleared, the deleted PDF back
+    # The same content (the PDF and workbook carry the time they were written, the manifest their checksums).
+    assert {n: c for n, (c, _) in now.items() if n.endswith((".csv", ".html", ".txt", ".png"))} == {
+        n: c for n, (c, _) in drawn.items() if n.endswith((".csv", ".html", ".txt", ".png"))}
+    assert not list(redrawn.directory.rglob(".*.tmp"))
+
+    (first.directory / "manifest.json").write_text("{")  # a manifest cut short: drawn again
+    assert not produce_scorecard(settings, PERIOD).up_to_date
+
+    settings = make_settings(tmp_path, PKPI_DISCLOSURE_THRESHOLD="10")
+    build_mart(settings)  # the mart decided again at the new threshold
+    stricter = produce_scorecard(settings, PERIOD)
+    assert not stricter.up_to_date  # what the scorecard shows changed: drawn again
+    assert json.loads(stricter.manifest.read_text())["disclosure_threshold"] == 10
 
 
 def test_a_complete_month_is_not_provisional(tmp_path):

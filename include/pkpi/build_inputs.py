@@ -24,7 +24,7 @@ from typing import Any, Mapping
 
 import duckdb
 
-from .files import file_sha256
+from .files import file_sha256, source_files
 from .settings import Settings
 from .warehouse import transaction
 
@@ -59,16 +59,16 @@ def inputs_digest(con: duckdb.DuckDBPyConnection, settings: Settings, dbt_vars: 
         part("reference", path.name, file_sha256(path))
     for label, root, pattern in (("project", settings.dbt_project_dir, "*"), ("pkpi", Path(__file__).parent, "*.py"),
                                  ("pkpi", Path(__file__).parent / "contracts", "*.yml")):
-        for path in sorted(root.rglob(pattern)):
+        for path in source_files(root, pattern):
             relative = path.relative_to(root)
-            if path.is_file() and not path.is_symlink() and not _generated(label, relative):
+            if not _generated(label, relative):
                 part(label, relative.as_posix(), file_sha256(path))
     return digest.hexdigest()
 
 
 def _generated(label: str, relative: Path) -> bool:
-    # dbt's own output, should anyone run dbt in the project folder by hand, and bytecode.
-    return "__pycache__" in relative.parts or (label == "project" and relative.parts[0] in ("target", "logs"))
+    # dbt's own output, should anyone run dbt in the project folder by hand.
+    return label == "project" and relative.parts[0] in ("target", "logs")
 
 
 def mart_shape(con: duckdb.DuckDBPyConnection) -> str:

@@ -78,7 +78,10 @@ def _print_ingest(report) -> None:
 
 
 def _print_scorecard(output, settings: Settings) -> None:
-    print(f"scorecard written to {output.directory}")
+    if output.up_to_date:
+        print(f"scorecard already up to date in {output.directory} (nothing it shows has changed)")
+    else:
+        print(f"scorecard written to {output.directory}")
 
 
 def _print_delivery(result) -> None:

@@ -472,3 +472,10 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def source_files(root: Path, pattern: str) -> list[Path]:
+    """The regular files under ``root`` matching ``pattern``, sorted, without links or bytecode
+    caches: what a digest of code or configuration is taken over."""
+    return [path for path in sorted(root.rglob(pattern))
+            if path.is_file() and not path.is_symlink() and "__pycache__" not in path.relative_to(root).parts]

@@ -83,8 +83,9 @@ def monthly_scorecard(context: Mapping[str, Any], period: str) -> str:
     settings = task_settings()
     output = produce_scorecard(settings, period)
     _log(MONTHLY_DAG_ID).info(
-        "Scorecard for %s written to %s%s.",
+        "Scorecard for %s %s %s%s.",
         period,
+        "already up to date in" if output.up_to_date else "written to",
         output.directory,
         " (provisional: a return is missing or rejected)" if output.provisional else "",
     )

@@ -398,6 +398,7 @@ class ScorecardOutput:
     charts: tuple[Path, ...]
     provisional: bool
     subject: str
+    up_to_date: bool = False  # the files were already those of this scorecard: none was drawn again
 
     @property
     def files(self) -> tuple[Path, ...]:
