@@ -31,7 +31,7 @@ from . import mailer
 from .errors import PermanentError
 from .periods import parse_month
 from .reference import load_reference
-from .scorecard import export_dir, produce_scorecard
+from .scorecard import export_dir, listed_files, produce_scorecard
 from .settings import Settings
 
 KIND = "scorecard"
@@ -101,12 +101,10 @@ def _manifest(settings: Settings, period: str) -> tuple[Path, dict]:
     def complete() -> bool:
         if not manifest_path.is_file():
             return False
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        attachments = manifest.get("attachments", [])
-        if not all(isinstance(a, dict) for a in attachments):
+        try:
+            needed = listed_files(json.loads(manifest_path.read_text(encoding="utf-8")))
+        except (KeyError, TypeError):
             return False  # written by an older version: produce the month again
-        needed = [manifest["email"]["html"], manifest["email"]["text"], *(a["file"] for a in attachments)]
-        needed += [c["file"] for c in manifest["charts"]]
         return all((folder / name).is_file() for name in needed)
 
     if not complete():

@@ -43,7 +43,7 @@ from .model import (
     ScorecardRow,
     SeriesPoint,
 )
-from .produce import export_dir, produce_scorecard
+from .produce import export_dir, listed_files, produce_scorecard
 
 __all__ = [
     "SCORECARD_COLUMNS",
@@ -57,5 +57,6 @@ __all__ = [
     "SeriesPoint",
     "build_scorecard",
     "export_dir",
+    "listed_files",
     "produce_scorecard",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cache
 from importlib.metadata import version
 from pathlib import Path
 
@@ -25,6 +26,9 @@ from .model import Scorecard, ScorecardOutput
 _RENDERERS = ("matplotlib", "pillow", "fpdf2", "openpyxl", "jinja2")
 _PACKAGE = Path(__file__).parents[1]
 _SCHEME = "1"  # bump when what goes into the fingerprint changes
+# The month's files, by what they are (the charts are named by draw_scorecard_charts).
+HTML, CSV, XLSX, PDF = "scorecard.html", "scorecard.csv", "scorecard.xlsx", "scorecard.pdf"
+EMAIL_HTML, EMAIL_TEXT, MANIFEST = "email/body.html", "email/body.txt", "manifest.json"
 
 
 def export_dir(settings: Settings, period: str) -> Path:
@@ -63,12 +67,12 @@ def _draw(settings: Settings, scorecard: Scorecard, out_dir: Path, fingerprint: 
     chart_files = draw_scorecard_charts(scorecard, out_dir / "charts")
 
     written = [
-        write_atomic(out_dir / "scorecard.html", render_html(scorecard, chart_files, mode="file")),
-        write_atomic(out_dir / "scorecard.csv", render_csv(scorecard)),
-        write_atomic(out_dir / "scorecard.xlsx", render_xlsx(scorecard)),
-        write_atomic(out_dir / "scorecard.pdf", render_pdf(scorecard, chart_files)),
-        write_atomic(out_dir / "email" / "body.html", render_html(scorecard, chart_files, mode="email")),
-        write_atomic(out_dir / "email" / "body.txt", render_text(scorecard)),
+        write_atomic(out_dir / HTML, render_html(scorecard, chart_files, mode="file")),
+        write_atomic(out_dir / CSV, render_csv(scorecard)),
+        write_atomic(out_dir / XLSX, render_xlsx(scorecard)),
+        write_atomic(out_dir / PDF, render_pdf(scorecard, chart_files)),
+        write_atomic(out_dir / EMAIL_HTML, render_html(scorecard, chart_files, mode="email")),
+        write_atomic(out_dir / EMAIL_TEXT, render_text(scorecard)),
         *(c.path for c in chart_files),
     ]
     manifest = {
@@ -83,17 +87,17 @@ def _draw(settings: Settings, scorecard: Scorecard, out_dir: Path, fingerprint: 
             {"file": str(c.path.relative_to(out_dir)), "cid": c.cid, "title": c.title}
             for c in chart_files
         ],
-        "email": {"html": "email/body.html", "text": "email/body.txt"},
+        "email": {"html": EMAIL_HTML, "text": EMAIL_TEXT},
         # The exported files, and the names they are attached to the email under.
         "attachments": [
-            {"file": "scorecard.pdf", "filename": scorecard.attachment_name("pdf")},
-            {"file": "scorecard.xlsx", "filename": scorecard.attachment_name("xlsx")},
+            {"file": PDF, "filename": scorecard.attachment_name("pdf")},
+            {"file": XLSX, "filename": scorecard.attachment_name("xlsx")},
         ],
         # What the files were drawn from, and their checksums: see the module docstring.
         "rendered_from": fingerprint,
         "files": {str(p.relative_to(out_dir)): file_sha256(p) for p in written},
     }
-    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=2))
+    write_atomic(out_dir / MANIFEST, json.dumps(manifest, indent=2))
     secure_tree(settings, out_dir)
     return manifest
 
@@ -101,13 +105,24 @@ def _draw(settings: Settings, scorecard: Scorecard, out_dir: Path, fingerprint: 
 def render_fingerprint(scorecard: Scorecard) -> str:
     """A digest of what a month's files are drawn from: the model (a tree of frozen dataclasses,
     whose repr holds every value it shows) and the code that draws it."""
-    digest = hashlib.sha256()
-    digest.update(f"{_SCHEME}\n{scorecard!r}\n".encode())
-    digest.update("".join(f"{p}=={version(p)}\n" for p in _RENDERERS).encode())
+    return hashlib.sha256(f"{_SCHEME}\n{_code_digest()}\n{scorecard!r}\n".encode()).hexdigest()
+
+
+@cache
+def _code_digest() -> str:
+    """The drawing code's digest: once per process, which runs the code it imported then."""
+    digest = hashlib.sha256("".join(f"{p}=={version(p)}\n" for p in _RENDERERS).encode())
     for pattern in ("*.py", "*.j2"):
         for path in source_files(_PACKAGE, pattern):
             digest.update(f"{path.relative_to(_PACKAGE).as_posix()} {file_sha256(path)}\n".encode())
     return digest.hexdigest()
+
+
+def listed_files(manifest: dict) -> list[str]:
+    """The files a month's email is put together from, as its manifest names them (KeyError or
+    TypeError for a manifest of an older version)."""
+    return [manifest["email"]["html"], manifest["email"]["text"],
+            *(a["file"] for a in manifest["attachments"]), *(c["file"] for c in manifest["charts"])]
 
 
 def _rendered(out_dir: Path, fingerprint: str) -> dict | None:
@@ -116,21 +131,17 @@ def _rendered(out_dir: Path, fingerprint: str) -> dict | None:
     if out_dir.is_symlink():
         return None  # make_dir refuses it, saying why
     try:
-        manifest = json.loads((out_dir / "manifest.json").read_text(encoding="utf-8"))
+        manifest = json.loads((out_dir / MANIFEST).read_text(encoding="utf-8"))
         if manifest.get("rendered_from") != fingerprint:
             return None
         files = manifest["files"]
-        listed = [manifest["email"]["html"], manifest["email"]["text"],
-                  *(a["file"] for a in manifest["attachments"]), *(c["file"] for c in manifest["charts"])]
+        # Exactly the files under out_dir, so no name points outside it.
         present = {p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if not p.is_dir()}
-        if not set(listed) <= set(files) or present != {*files, "manifest.json"}:
+        if not set(listed_files(manifest)) <= set(files) or present != {*files, MANIFEST}:
             return None  # a file missing, or one left from an older scorecard (drawing clears it)
-        for name, checksum in files.items():
-            path = out_dir / name
-            if Path(name).is_absolute() or ".." in Path(name).parts or path.is_symlink():
-                return None
-            if file_sha256(path) != checksum:
-                return None
+        if any((out_dir / name).is_symlink() or file_sha256(out_dir / name) != checksum
+               for name, checksum in files.items()):
+            return None
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None  # missing, unreadable, or written by an older version
     return manifest
@@ -140,11 +151,11 @@ def _output(out_dir: Path, manifest: dict, *, up_to_date: bool) -> ScorecardOutp
     return ScorecardOutput(
         period=manifest["period"],
         directory=out_dir,
-        html=out_dir / "scorecard.html",
-        pdf=out_dir / "scorecard.pdf",
-        xlsx=out_dir / "scorecard.xlsx",
-        csv=out_dir / "scorecard.csv",
-        manifest=out_dir / "manifest.json",
+        html=out_dir / HTML,
+        pdf=out_dir / PDF,
+        xlsx=out_dir / XLSX,
+        csv=out_dir / CSV,
+        manifest=out_dir / MANIFEST,
         email_html=out_dir / manifest["email"]["html"],
         email_text=out_dir / manifest["email"]["text"],
         charts=tuple(out_dir / c["file"] for c in manifest["charts"]),
